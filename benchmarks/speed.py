@@ -1,0 +1,156 @@
+"""Training and scoring throughput of the engine beside a naive per-sample ``DataLoader`` loop.
+
+The yardstick is the reference code's data path: a ``Dataset`` whose ``__getitem__`` returns one
+sample (for MNIST through a PIL image and ``ToTensor``, as the reference does), batched by a
+``DataLoader`` (batch 128, shuffled, last batch dropped). The network, loss and optimiser are the
+same; only the data path differs. Both run in one process, one after the other.
+
+    python -m benchmarks.speed --data-dir ../shared/data/images
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.functional import to_tensor
+
+from benchmarks.common import load_npz, write_report
+from deepsad_core.networks import resolve_network
+from deepsad_core.training import batched_forward, deepsad_loss, train_deepsad
+
+BATCH = 128
+
+
+class PerSampleTable(Dataset):
+    """The reference ODDS dataset: one row tensor per ``__getitem__``."""
+
+    def __init__(self, X: np.ndarray, semi: np.ndarray) -> None:
+        self.X, self.semi = torch.as_tensor(X), torch.as_tensor(semi)
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i: int):
+        return self.X[i], 0, int(self.semi[i]), i
+
+
+class PerSampleImages(PerSampleTable):
+    """The reference MNIST dataset: uint8 image -> PIL -> ``ToTensor`` per ``__getitem__``."""
+
+    def __init__(self, X_uint8: np.ndarray, semi: np.ndarray) -> None:
+        self.X, self.semi = torch.as_tensor(X_uint8), torch.as_tensor(semi)
+
+    def __getitem__(self, i: int):
+        return to_tensor(Image.fromarray(self.X[i].numpy(), mode="L")), 0, int(self.semi[i]), i
+
+
+def naive_train(net, dataset, center, epochs: int) -> float:
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-4, weight_decay=0.5e-6)
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True, drop_last=True)
+    net.train()
+    seen, start = 0, time.perf_counter()
+    for _ in range(epochs):
+        for inputs, _, semi, _ in loader:
+            optimizer.zero_grad()
+            loss = deepsad_loss(((net(inputs) - center) ** 2).sum(dim=1), semi, 1.0)
+            loss.backward()
+            optimizer.step()
+            seen += len(inputs)
+    return seen / (time.perf_counter() - start)
+
+
+def naive_score(net, dataset) -> float:
+    net.eval()
+    start = time.perf_counter()
+    with torch.no_grad():
+        for inputs, _, _, _ in DataLoader(dataset, batch_size=BATCH):
+            net(inputs)
+    return len(dataset) / (time.perf_counter() - start)
+
+
+def engine_train(net, X: torch.Tensor, semi: torch.Tensor, center, epochs: int) -> float:
+    start = time.perf_counter()
+    train_deepsad(
+        net, X, semi, center, eta=1.0, epochs=epochs, lr=1e-4, weight_decay=0.5e-6, milestones=(),
+        batch_size=BATCH, generator=torch.Generator().manual_seed(0),
+    )  # fmt: skip
+    return (len(X) // BATCH) * BATCH * epochs / (time.perf_counter() - start)
+
+
+def engine_score(net, X: torch.Tensor) -> float:
+    start = time.perf_counter()
+    batched_forward(net, X, 8192)
+    return len(X) / (time.perf_counter() - start)
+
+
+def measure(name: str, spec, X_float: np.ndarray, naive_set: Dataset, epochs: int) -> list[dict]:
+    semi = np.zeros(len(X_float), dtype=np.int64)
+    center = torch.full((spec.rep_dim,), 0.1)
+    torch.manual_seed(0)
+    net_a, net_b = spec.build_encoder(), spec.build_encoder()
+    net_b.load_state_dict(net_a.state_dict())
+    Xt, st = torch.as_tensor(X_float), torch.as_tensor(semi)
+    engine_train(net_a, Xt[: BATCH * 4], st[: BATCH * 4], center, 1)  # warm-up (allocator, kernels)
+    naive = naive_train(net_b, naive_set, center, epochs), naive_score(net_b, naive_set)
+    ours = engine_train(net_a, Xt, st, center, epochs), engine_score(net_a, Xt)
+    print(f"{name}: naive {naive[0]:.0f}/{naive[1]:.0f}  engine {ours[0]:.0f}/{ours[1]:.0f} samples/s", file=sys.stderr)
+    return [
+        {"network": name, "data path": "naive per-sample DataLoader", "train": naive[0], "score": naive[1]},
+        {"network": name, "data path": "deepsad_core (tensor slices)", "train": ours[0], "score": ours[1]},
+    ]
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", required=True, help="folder holding mnist_train.npz")
+    p.add_argument("--rows", type=int, default=20000, help="table rows (21 features, cardio-sized MLP)")
+    p.add_argument("--images", type=int, default=10000, help="MNIST training images")
+    p.add_argument("--epochs", type=int, default=3)
+    args = p.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    table = rng.random((args.rows, 21), dtype=np.float32)
+    X_img, _ = load_npz(Path(args.data_dir) / "mnist_train.npz")
+    X_img = X_img[: args.images]
+    semi = np.zeros(len(X_img), dtype=np.int64)
+    rows = measure(
+        "ODDS MLP 21-32-16-8",
+        resolve_network("mlp", (21,)),
+        table,
+        PerSampleTable(table, np.zeros(len(table), dtype=np.int64)),
+        args.epochs,
+    )
+    rows += measure(
+        "MNIST LeNet (rep 32)",
+        resolve_network("mnist_lenet", (1, 28, 28)),
+        X_img[:, None].astype(np.float32) / 255.0,
+        PerSampleImages(X_img, semi),
+        args.epochs,
+    )
+    df = pd.DataFrame(rows)
+    base = df.groupby("network")[["train", "score"]].transform("first")
+    df["train speed-up"] = (df["train"] / base["train"]).map(lambda v: f"{v:.1f}x")
+    df["score speed-up"] = (df["score"] / base["score"]).map(lambda v: f"{v:.1f}x")
+    df["train"] = df["train"].round(0).astype(int)
+    df["score"] = df["score"].round(0).astype(int)
+    df = df.rename(columns={"train": "train samples/s", "score": "score samples/s"})
+    command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
+    notes = [
+        f"{args.rows} random rows x 21 features; the first {args.images} MNIST training images; "
+        f"{args.epochs} epochs of Deep SAD training each, batch {BATCH}; scoring: no-grad passes over the same data",
+        "same network, loss and optimiser on both paths; only the data path differs",
+    ]
+    write_report("speed", "Throughput: engine vs a naive per-sample loop", command, notes, df)
+    return df
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The project's exception tree: every error a caller may want to catch by kind."""
+
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+
+class DeepSADError(Exception):
+    """Base class of every error raised on purpose by ``deepsad_core``."""
+
+
+class NotFittedError(DeepSADError, _SklearnNotFittedError):
+    """A method that needs a fitted model was called before ``fit`` (or ``load``); also a ``ValueError``."""
+
+
+class TrainingCancelled(DeepSADError):
+    """Training was stopped by the progress callback; the model is left as it was before."""
+
+
+class TrainingDivergedError(DeepSADError, RuntimeError):
+    """The loss became NaN or infinite; the model is left as it was before the call."""
+
+
+class WeightTransferError(DeepSADError, RuntimeError):
+    """Pretrained encoder weights could not be copied, tensor for tensor, into the network."""
+
+
+class DataError(DeepSADError, ValueError):
+    """Input data that cannot be used; the message names the file, column or row and the fix."""

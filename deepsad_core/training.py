@@ -1,0 +1,194 @@
+"""Training loops over in-memory tensors: autoencoder pretraining, centre c, Deep SAD.
+
+The trainer owns the loop; networks supply only their forward pass; the loss is one function.
+Mini-batches are index slices of one tensor per epoch (no per-sample ``Dataset``), and scoring
+runs in large no-grad batches.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deepsad_core.exceptions import TrainingCancelled, TrainingDivergedError
+
+__all__ = [
+    "Progress",
+    "ProgressCallback",
+    "batched_forward",
+    "deepsad_loss",
+    "init_center",
+    "train_autoencoder",
+    "train_deepsad",
+]
+
+LOSS_EPS = 1e-6  # the paper's epsilon in eta * (d + eps) ** y
+CENTER_EPS = 0.1  # |c_k| below this is pushed to +-CENTER_EPS
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One epoch's report: ``phase`` is ``"pretrain"`` or ``"train"``; ``epoch`` counts from 1."""
+
+    phase: str
+    epoch: int
+    epochs: int
+    loss: float
+    seconds: float  # elapsed in this phase
+
+    @property
+    def eta_seconds(self) -> float:
+        """Estimated seconds left in this phase, from the mean epoch time so far."""
+        return self.seconds / self.epoch * (self.epochs - self.epoch)
+
+
+# A callback gets each epoch's Progress; returning True (or raising TrainingCancelled) stops training.
+ProgressCallback = Callable[[Progress], "bool | None"]
+
+
+def deepsad_loss(dist: torch.Tensor, semi_targets: torch.Tensor, eta: float) -> torch.Tensor:
+    """Mean Deep SAD loss of a batch from squared distances ``dist = ||phi(x) - c||^2``.
+
+    Per sample: ``d`` if unlabeled (0), ``eta * (d + eps)`` if labeled normal (+1),
+    ``eta / (d + eps)`` if labeled anomaly (-1); one 1/batch factor for all.
+    """
+    labeled = eta * (dist + LOSS_EPS) ** semi_targets.to(dist.dtype)
+    return torch.where(semi_targets == 0, dist, labeled).mean()
+
+
+def batched_forward(net: nn.Module, X: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``net(X)`` in eval mode, without gradients, in slices of ``batch_size`` rows."""
+    net.eval()
+    with torch.inference_mode():
+        return torch.cat([net(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
+
+
+def init_center(net: nn.Module, X: torch.Tensor, batch_size: int, eps: float = CENTER_EPS) -> torch.Tensor:
+    """Centre c: the mean of phi over ``X`` from one forward pass, with |c_k| < eps set to +-eps.
+
+    A component that is exactly 0 goes to +eps (the reference leaves it at 0).
+    """
+    c = batched_forward(net, X, batch_size).mean(dim=0)
+    small = c.abs() < eps
+    return torch.where(small, torch.where(c < 0, -eps, eps), c).clone()
+
+
+def _run_epochs(
+    model: nn.Module,
+    batch_loss: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    *,
+    phase: str,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    milestones: Sequence[int],
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    callback: ProgressCallback | None,
+) -> list[float]:
+    """The shared loop: Adam with weight decay, lr x0.1 at each milestone, shuffled full batches."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
+    batch_size = min(batch_size, n)  # a set smaller than one batch still trains, as one batch
+    n_batches = n // batch_size  # the last partial batch is dropped, as in the paper's code
+    losses: list[float] = []
+    start = time.perf_counter()
+    model.train()
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(n, generator=generator).to(device)
+        total = torch.zeros((), device=device)
+        for b in range(n_batches):
+            loss = batch_loss(order[b * batch_size : (b + 1) * batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        scheduler.step()
+        epoch_loss = total.item() / n_batches
+        if not math.isfinite(epoch_loss):
+            raise TrainingDivergedError(
+                f"{phase} loss became {epoch_loss} at epoch {epoch}; lower the learning rate or check the data"
+            )
+        losses.append(epoch_loss)
+        if callback is not None and callback(Progress(phase, epoch, epochs, epoch_loss, time.perf_counter() - start)):
+            raise TrainingCancelled(f"training cancelled during {phase} epoch {epoch} of {epochs}")
+    return losses
+
+
+def train_autoencoder(
+    autoencoder: nn.Module,
+    X: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    milestones: Sequence[int],
+    batch_size: int,
+    generator: torch.Generator,
+    callback: ProgressCallback | None = None,
+) -> list[float]:
+    """Pretrain by reconstruction: per-sample summed squared error, mean over the batch."""
+    dims = tuple(range(1, X.dim()))
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        x = X[idx]
+        return ((autoencoder(x) - x) ** 2).sum(dim=dims).mean()
+
+    return _run_epochs(
+        autoencoder,
+        batch_loss,
+        len(X),
+        phase="pretrain",
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        milestones=milestones,
+        batch_size=batch_size,
+        generator=generator,
+        device=X.device,
+        callback=callback,
+    )
+
+
+def train_deepsad(
+    net: nn.Module,
+    X: torch.Tensor,
+    semi_targets: torch.Tensor,
+    center: torch.Tensor,
+    *,
+    eta: float,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    milestones: Sequence[int],
+    batch_size: int,
+    generator: torch.Generator,
+    callback: ProgressCallback | None = None,
+) -> list[float]:
+    """Train phi on the Deep SAD objective with the centre held fixed."""
+
+    def batch_loss(idx: torch.Tensor) -> torch.Tensor:
+        dist = ((net(X[idx]) - center) ** 2).sum(dim=1)
+        return deepsad_loss(dist, semi_targets[idx], eta)
+
+    return _run_epochs(
+        net,
+        batch_loss,
+        len(X),
+        phase="train",
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        milestones=milestones,
+        batch_size=batch_size,
+        generator=generator,
+        device=X.device,
+        callback=callback,
+    )

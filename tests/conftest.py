@@ -1,0 +1,27 @@
+"""Shared fixtures: small generated data that trains in a second."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+# two test workers would fight over the 2 cores; one torch thread per process keeps timings sane
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    """300 normal rows around one point, 30 anomalies elsewhere, 6 features in [0, 1]; truth 1 = anomaly."""
+    rng = np.random.default_rng(0)
+    normal = rng.normal(0.5, 0.05, size=(300, 6))
+    anomalous = rng.normal(0.5, 0.05, size=(30, 6)) + rng.choice([-0.3, 0.3], size=(30, 6))
+    X = np.clip(np.vstack([normal, anomalous]), 0, 1).astype(np.float32)
+    truth = np.r_[np.zeros(300, int), np.ones(30, int)]
+    return X, truth
+
+
+@pytest.fixture
+def tiny() -> dict:
+    """Keyword arguments for a DeepSAD that trains in well under a second."""
+    return {"epochs": 3, "ae_epochs": 2, "batch_size": 64, "lr": 1e-3, "ae_lr": 1e-3}

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+
+from deepsad_core.exceptions import TrainingCancelled
+from deepsad_core.networks import resolve_network
+from deepsad_core.training import LOSS_EPS, Progress, deepsad_loss, init_center, train_deepsad
+
+
+def test_loss_on_hand_made_distances():
+    dist = torch.tensor([4.0, 2.0, 0.5, 3.0])
+    semi = torch.tensor([0, 1, -1, 0])
+    eta = 2.0
+    per_sample = [4.0, eta * (2.0 + LOSS_EPS), eta / (0.5 + LOSS_EPS), 3.0]
+    assert deepsad_loss(dist, semi, eta).item() == pytest.approx(sum(per_sample) / 4, rel=1e-6)
+
+
+def test_loss_without_labels_is_deep_svdds_mean_distance():
+    dist = torch.rand(16)
+    assert deepsad_loss(dist, torch.zeros(16, dtype=torch.long), 1.0).item() == pytest.approx(dist.mean().item())
+
+
+def test_loss_pushes_labeled_anomalies_away():
+    dist = torch.tensor([1.0], requires_grad=True)
+    deepsad_loss(dist, torch.tensor([-1]), 1.0).backward()
+    assert dist.grad.item() < 0  # lower loss at larger distance
+
+
+class _Constant(torch.nn.Module):
+    def __init__(self, value):
+        super().__init__()
+        self.value = torch.tensor(value)
+
+    def forward(self, x):
+        return self.value.expand(len(x), -1)
+
+
+def test_center_small_components_are_pushed_to_plus_minus_eps():
+    net = _Constant([0.05, -0.05, 0.0, 0.3, -2.0])
+    c = init_center(net, torch.zeros(10, 3), batch_size=4)
+    assert c.tolist() == pytest.approx([0.1, -0.1, 0.1, 0.3, -2.0])
+
+
+def test_center_is_the_mean_of_one_forward_pass_in_eval_mode():
+    spec = resolve_network("mlp", (6,))
+    net = spec.build_encoder()
+    X = torch.rand(50, 6)
+    net.train()
+    c = init_center(net, X, batch_size=7)
+    net.eval()
+    with torch.no_grad():
+        expected = net(X).mean(0)
+    expected = torch.where(expected.abs() < 0.1, torch.where(expected < 0, -0.1, 0.1), expected)
+    assert torch.allclose(c, expected, atol=1e-6)
+
+
+def _train(callback, epochs=3):
+    torch.manual_seed(0)
+    net = resolve_network("mlp", (6,)).build_encoder()
+    X = torch.rand(100, 6)
+    return train_deepsad(
+        net,
+        X,
+        torch.zeros(100, dtype=torch.long),
+        torch.full((4,), 0.1),
+        eta=1.0,
+        epochs=epochs,
+        lr=1e-3,
+        weight_decay=0.0,
+        milestones=(2,),
+        batch_size=32,
+        generator=torch.Generator().manual_seed(0),
+        callback=callback,
+    )
+
+
+def test_callback_sees_every_epoch_with_phase_and_eta():
+    seen: list[Progress] = []
+    losses = _train(seen.append)
+    assert [p.epoch for p in seen] == [1, 2, 3]
+    assert {p.phase for p in seen} == {"train"}
+    assert [p.loss for p in seen] == losses
+    assert seen[-1].eta_seconds == 0 and seen[0].eta_seconds >= 0
+
+
+def test_callback_returning_true_cancels():
+    with pytest.raises(TrainingCancelled, match="epoch 2 of 5"):
+        _train(lambda p: p.epoch == 2, epochs=5)
+
+
+def test_loss_decreases_on_unlabeled_data():
+    losses = _train(None, epochs=10)
+    assert np.mean(losses[-3:]) < losses[0]
