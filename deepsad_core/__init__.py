@@ -1,6 +1,13 @@
-"""DeepSAD Studio's engine: Deep Semi-supervised Anomaly Detection as a plain Python library."""
+"""DeepSAD Studio's engine: Deep Semi-supervised Anomaly Detection as a plain Python library.
 
-from deepsad_core.estimator import DeepSAD
+The estimator (and with it torch) is imported on first use, so that light users of the package
+(the label store, the data loader, the CLI's help) start fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from deepsad_core.exceptions import (
     DataError,
     DeepSADError,
@@ -9,7 +16,10 @@ from deepsad_core.exceptions import (
     TrainingDivergedError,
     WeightTransferError,
 )
-from deepsad_core.training import Progress
+
+if TYPE_CHECKING:
+    from deepsad_core.estimator import DeepSAD
+    from deepsad_core.training import Progress
 
 __version__ = "0.1.0"
 
@@ -24,3 +34,13 @@ __all__ = [
     "WeightTransferError",
     "__version__",
 ]
+
+_LAZY = {"DeepSAD": "deepsad_core.estimator", "Progress": "deepsad_core.training"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'deepsad_core' has no attribute {name!r}")

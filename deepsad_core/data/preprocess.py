@@ -1,0 +1,206 @@
+"""Fitted, JSON-serialisable preprocessors that travel with the model.
+
+Tables, as in the paper: impute, one-hot encode, standardise, then min-max scale to [0, 1], all
+fitted on the training file and applied unchanged to later files with the same schema. Images:
+mode to grey or RGB (transparency over white), resize to the working size, scale to [0, 1].
+The fitting statistics come from scikit-learn's scalers; only their arrays are stored, as JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
+from deepsad_core.exceptions import DataError
+
+__all__ = ["MISSING_LEVEL", "ImagePreprocessor", "TabularPreprocessor"]
+
+MISSING_LEVEL = "(missing)"
+_MAX_ABS = 1e30  # beyond this, squares overflow in scaling
+
+
+def _as_numbers(series: pd.Series) -> pd.Series | None:
+    """The column as float64 (inf -> NaN), or None when some present value is not a number."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype("float64")
+    if pd.api.types.is_numeric_dtype(series):
+        values = series.astype("float64")
+    else:
+        values = pd.to_numeric(series, errors="coerce")
+        if (values.isna() & series.notna()).any():
+            return None
+    return values.replace([np.inf, -np.inf], np.nan)
+
+
+@dataclass
+class TabularPreprocessor:
+    """Columns in, features in [0, 1] out; ``fit_transform`` on the data set, ``transform`` later."""
+
+    columns: list[str]  # every column of the fitted file (the schema), id/truth included
+    ignored: list[str]  # id and truth columns: allowed in later files, never features
+    numeric: dict[str, float] = field(default_factory=dict)  # column -> median used for imputation
+    categorical: dict[str, list[str]] = field(default_factory=dict)  # column -> levels
+    mean: list[float] = field(default_factory=list)
+    scale: list[float] = field(default_factory=list)
+    data_min: list[float] = field(default_factory=list)
+    data_range: list[float] = field(default_factory=list)
+
+    kind = "tabular"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.numeric) + [f"{c}={level}" for c, levels in self.categorical.items() for level in levels]
+
+    @classmethod
+    def fit_transform(
+        cls, df: pd.DataFrame, ignored: list[str], max_categories: int, report: Any
+    ) -> tuple[TabularPreprocessor, np.ndarray]:
+        """Choose and fit the features of ``df``; findings go to ``report`` (a ``LoadReport``)."""
+        pre = cls(columns=[str(c) for c in df.columns], ignored=list(ignored))
+        for name in df.columns:
+            if name in ignored:
+                continue
+            col = df[name]
+            if pd.api.types.is_datetime64_any_dtype(col):
+                report.dropped_columns[name] = "dates and times are not used as features"
+                continue
+            numbers = _as_numbers(col)
+            present = numbers.dropna() if numbers is not None else col.dropna().astype(str)
+            if present.empty:
+                report.dropped_columns[name] = "no values"
+            elif present.nunique() == 1 and (numbers is not None or len(present) == len(col)):
+                value = present.iloc[0]
+                report.dropped_columns[name] = (
+                    f"constant (every value is {value.item() if hasattr(value, 'item') else value})"
+                )
+            elif numbers is not None:
+                if (peak := float(present.abs().max())) > _MAX_ABS:
+                    raise DataError(f"column '{name}' holds values too large to use (up to {peak:.3g}); rescale it")
+                pre.numeric[name] = float(present.median())
+                if (n_missing := int(numbers.isna().sum())) > 0:
+                    report.imputed[name] = n_missing
+            else:
+                levels = sorted(present.unique().tolist())
+                if len(levels) > max_categories:
+                    report.dropped_columns[name] = (
+                        f"text with {len(levels)} distinct values, more than the one-hot limit of {max_categories}"
+                    )
+                    continue
+                if len(present) < len(col):
+                    levels.append(MISSING_LEVEL)
+                    report.imputed[name] = len(col) - len(present)
+                pre.categorical[name] = levels
+                report.one_hot_columns[name] = len(levels)
+        if not pre.numeric:
+            found = {**report.dropped_columns, **{c: "text" for c in pre.categorical}}
+            why = "; ".join(f"'{c}': {w}" for c, w in found.items()) or "the file has no data columns"
+            raise DataError(
+                f"no numeric column to learn from ({why}). A table needs at least one numeric column; "
+                "text columns are used only beside numeric ones."
+            )
+        encoded = pre._encode(df)
+        std = StandardScaler().fit(encoded)
+        std.scale_[std.scale_ == 0] = 1.0  # a one-hot level present in every row
+        mm = MinMaxScaler().fit(std.transform(encoded))
+        pre.mean, pre.scale = std.mean_.tolist(), std.scale_.tolist()
+        pre.data_min, pre.data_range = mm.data_min_.tolist(), np.where(mm.data_range_ == 0, 1, mm.data_range_).tolist()
+        return pre, pre._scale(encoded)
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """Features of a new file with the fitted schema; a differing schema raises ``DataError``."""
+        columns = [str(c) for c in df.columns]
+        missing = [c for c in [*self.numeric, *self.categorical] if c not in columns]
+        extra = [c for c in columns if c not in self.columns]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append("missing column(s) " + ", ".join(f"'{c}'" for c in missing))
+            if extra:
+                parts.append("unexpected column(s) " + ", ".join(f"'{c}'" for c in extra))
+            raise DataError(
+                f"the file's columns differ from the ones the detector was trained on: {'; '.join(parts)}. "
+                f"Expected the columns {', '.join(repr(c) for c in self.columns)}."
+            )
+        return self._scale(self._encode(df))
+
+    def _encode(self, df: pd.DataFrame) -> np.ndarray:
+        parts = []
+        for name, median in self.numeric.items():
+            numbers = _as_numbers(df[name])
+            if numbers is None:
+                bad = pd.to_numeric(df[name], errors="coerce").isna() & df[name].notna()
+                row = int(np.argmax(bad.to_numpy()))
+                raise DataError(
+                    f"column '{name}' must be numeric, but row {row + 1} holds {df[name].iloc[row]!r}; "
+                    "fix or blank that value"
+                )
+            parts.append(numbers.fillna(median).to_numpy(dtype=np.float64)[:, None])
+        for name, levels in self.categorical.items():
+            values = df[name].astype("string").fillna(MISSING_LEVEL)
+            codes = pd.Index(levels).get_indexer(values)  # unseen levels -> -1 -> all zeros
+            parts.append((codes[:, None] == np.arange(len(levels))[None]).astype(np.float64))
+        return np.hstack(parts)
+
+    def _scale(self, encoded: np.ndarray) -> np.ndarray:
+        z = (encoded - np.asarray(self.mean)) / np.asarray(self.scale)
+        return ((z - np.asarray(self.data_min)) / np.asarray(self.data_range)).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TabularPreprocessor:
+        return cls(**{k: v for k, v in d.items() if k != "kind"})
+
+
+@dataclass
+class ImagePreprocessor:
+    """Any readable image in, ``(C, H, W)`` float32 in [0, 1] at the working size out."""
+
+    size: tuple[int, int]  # (height, width)
+    channels: int  # 1 (grey) or 3 (RGB)
+
+    kind = "image"
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """uint8 ``(H, W, C)`` at the working size: transparency over white, then grey or RGB."""
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+        elif image.mode.startswith("I;16") or image.mode in ("I", "F"):
+            a = np.asarray(image, dtype=np.float64)
+            span = a.max() - a.min()
+            image = Image.fromarray(((a - a.min()) / (span or 1) * 255).astype(np.uint8))
+        image = image.convert("L" if self.channels == 1 else "RGB")
+        if image.size != (self.size[1], self.size[0]):
+            image = image.resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
+        px = np.asarray(image, dtype=np.uint8)
+        return px[..., None] if px.ndim == 2 else px
+
+    @staticmethod
+    def to_model_input(pixels: np.ndarray) -> np.ndarray:
+        """uint8 ``(n, H, W, C)`` -> float32 ``(n, C, H, W)`` in [0, 1]."""
+        return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
+
+    def transform(self, images: list[Image.Image]) -> np.ndarray:
+        return self.to_model_input(np.stack([self.pixels(im) for im in images]))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "size": list(self.size), "channels": self.channels}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ImagePreprocessor:
+        return cls(tuple(d["size"]), int(d["channels"]))
+
+
+def preprocessor_from_dict(d: dict) -> TabularPreprocessor | ImagePreprocessor:
+    """Rebuild either preprocessor from its ``to_dict``."""
+    kinds = {"tabular": TabularPreprocessor, "image": ImagePreprocessor}
+    if d.get("kind") not in kinds:
+        raise DataError(f"unknown preprocessor kind {d.get('kind')!r}; expected 'tabular' or 'image'")
+    return kinds[d["kind"]].from_dict(d)

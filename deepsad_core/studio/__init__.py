@@ -1,0 +1,6 @@
+"""The application service: projects (workspace on disk), labels and rounds."""
+
+from deepsad_core.studio.project import Project
+from deepsad_core.studio.store import LABELS, ProjectStore
+
+__all__ = ["LABELS", "Project", "ProjectStore"]

@@ -1,0 +1,223 @@
+"""A project: one data set, its labels and its rounds, in one folder of the workspace.
+
+```
+<workspace>/<project>/
+  project.db          SQLite (WAL): samples, label events, rounds, settings
+  data/               X.npy (model input), pixels.npy or raw.parquet (display), preprocessor.json
+  rounds/0007/        one folder per round, written under a temporary name and renamed
+  exports/            bundles the user made
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
+from deepsad_core.exceptions import DataError
+from deepsad_core.studio.store import LABELS, ProjectStore, now
+
+__all__ = ["Project", "slugify"]
+
+_DB, _DATA, _ROUNDS, _EXPORTS = "project.db", "data", "rounds", "exports"
+
+
+def slugify(name: str) -> str:
+    """A safe folder name from a project name."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")
+    if not slug:
+        raise ValueError(f"project name {name!r} has no usable characters; use letters, digits, '-' or '_'")
+    return slug[:80]
+
+
+class Project:
+    """A labeling project on disk; open it with :meth:`open`, make one with :meth:`create`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.store = ProjectStore(self.path / _DB)
+
+    # --- creating and opening ---------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, workspace: str | os.PathLike, name: str, source: Any, **load_options: Any) -> Project:
+        """Load ``source`` (see :func:`deepsad_core.data.load_dataset`) into a new project folder."""
+        dataset = source if isinstance(source, Dataset) else load_dataset(source, **load_options)
+        return cls.from_dataset(workspace, name, dataset)
+
+    @classmethod
+    def from_dataset(cls, workspace: str | os.PathLike, name: str, dataset: Dataset) -> Project:
+        workspace = Path(workspace)
+        workspace.mkdir(parents=True, exist_ok=True)
+        path = workspace / slugify(name)
+        if path.exists():
+            raise FileExistsError(f"a project named '{path.name}' already exists in {workspace}; choose another name")
+        # build the whole project under a temporary name: a crash leaves no half-made project behind
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=workspace))
+        try:
+            data = tmp / _DATA
+            data.mkdir()
+            np.save(data / "X.npy", dataset.X)
+            if dataset.kind == "image":
+                np.save(data / "pixels.npy", dataset.pixels)
+            else:
+                dataset.raw.to_parquet(data / "raw.parquet", index=False)
+            (data / "preprocessor.json").write_text(json.dumps(dataset.preprocessor.to_dict()))
+            (tmp / _ROUNDS).mkdir()
+            (tmp / _EXPORTS).mkdir()
+            store = ProjectStore(tmp / _DB)
+            store.add_samples(dataset.ids, dataset.truth)
+            store.set_meta(
+                {
+                    "name": name,
+                    "kind": dataset.kind,
+                    "source": dataset.source_name,
+                    "created_at": now(),
+                    "n_samples": len(dataset),
+                    "input_shape": list(dataset.X.shape[1:]),
+                    "report": dataset.report.lines(),
+                }
+            )
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Project:
+        path = Path(path)
+        if not (path / _DB).is_file() or not (path / _DATA / "X.npy").is_file():
+            raise DataError(f"{path} is not a DeepSAD Studio project (no {_DB} or data/X.npy)")
+        project = cls(path)
+        project._discard_unfinished_rounds()
+        return project
+
+    @staticmethod
+    def list(workspace: str | os.PathLike) -> list[Path]:
+        """Project folders in ``workspace``, newest first."""
+        workspace = Path(workspace)
+        if not workspace.is_dir():
+            return []
+        found = [p for p in workspace.iterdir() if (p / _DB).is_file() and not p.name.startswith(".")]
+        return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+    # --- data ---------------------------------------------------------------------------------------
+
+    @cached_property
+    def meta(self) -> dict[str, Any]:
+        return self.store.meta()
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def kind(self) -> str:
+        return self.meta["kind"]
+
+    @cached_property
+    def X(self) -> np.ndarray:
+        """Model input for every sample, memory-mapped read-only."""
+        return np.load(self.path / _DATA / "X.npy", mmap_mode="r")
+
+    @cached_property
+    def preprocessor(self) -> TabularPreprocessor | ImagePreprocessor:
+        return preprocessor_from_dict(json.loads((self.path / _DATA / "preprocessor.json").read_text()))
+
+    @cached_property
+    def sample_ids(self) -> np.ndarray:
+        return self.store.sample_ids()
+
+    @cached_property
+    def raw(self) -> pd.DataFrame | None:
+        """Tables: the rows as read, for display."""
+        path = self.path / _DATA / "raw.parquet"
+        return pd.read_parquet(path) if path.exists() else None
+
+    @cached_property
+    def pixels(self) -> np.ndarray | None:
+        """Images: uint8 ``(n, H, W, C)`` at the working size, for display."""
+        path = self.path / _DATA / "pixels.npy"
+        return np.load(path, mmap_mode="r") if path.exists() else None
+
+    def truth(self) -> np.ndarray | None:
+        """Ground truth for metrics only: never for training, queues or thresholds."""
+        return self.store.truth()
+
+    def __len__(self) -> int:
+        return int(self.meta["n_samples"])
+
+    # --- labels -------------------------------------------------------------------------------------
+
+    def label(
+        self, sample_idx: int | list[int], label: str | None, annotator: str = "expert", round_number: int | None = None
+    ) -> str:
+        """Record a label (``"normal"``/``"anomalous"``, or ``None`` to take it away); durable on return."""
+        idx = [sample_idx] if isinstance(sample_idx, (int, np.integer)) else list(sample_idx)
+        return self.store.add_labels(idx, label, annotator, round_number)
+
+    def undo(self, annotator: str = "expert") -> list[int]:
+        return self.store.undo_last(annotator)
+
+    def labels(self) -> dict[int, str]:
+        return self.store.current_labels()
+
+    def semi_targets(self) -> np.ndarray:
+        """The engine's targets from the current labels: +1 normal, -1 anomalous, 0 unlabeled."""
+        semi = np.zeros(len(self), dtype=np.int64)
+        for idx, label in self.labels().items():
+            semi[idx] = 1 if label == LABELS[0] else -1
+        return semi
+
+    # --- rounds -------------------------------------------------------------------------------------
+
+    @property
+    def rounds_dir(self) -> Path:
+        return self.path / _ROUNDS
+
+    def round_path(self, number: int) -> Path:
+        return self.rounds_dir / f"{number:04d}"
+
+    def next_round_number(self) -> int:
+        return max((r["number"] for r in self.store.rounds()), default=-1) + 1
+
+    def commit_round(self, number: int, write: Callable[[Path], None], row: dict[str, Any]) -> Path:
+        """Write a round's files atomically, then commit its row: a crash leaves the last round as it was.
+
+        ``write`` fills a temporary folder; it is renamed to ``rounds/NNNN``; the SQLite row is
+        committed last, so a round without a row (a crash in between) is discarded on the next open.
+        """
+        final = self.round_path(number)
+        if number in {r["number"] for r in self.store.rounds()}:
+            raise FileExistsError(f"round {number} already exists in {self.path}")
+        if final.exists():  # renamed but never committed: left by a crash, not a round
+            shutil.rmtree(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{number:04d}.", dir=self.rounds_dir))
+        try:
+            write(tmp)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.store.add_round({**row, "number": number})
+        return final
+
+    def _discard_unfinished_rounds(self, min_age_s: float = 3600.0) -> None:
+        """Remove temporary round folders a crash left behind (old enough not to be in progress)."""
+        cutoff = time.time() - min_age_s
+        for entry in self.rounds_dir.iterdir() if self.rounds_dir.is_dir() else []:
+            if entry.name.startswith(".") and entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)

@@ -1,0 +1,210 @@
+"""load_dataset: the formats it takes, what it reports, and a corpus of bad input it refuses clearly."""
+
+import io
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from deepsad_core.data import DataError, LoadLimits, load_dataset
+
+
+def png(array: np.ndarray, mode: str | None = None, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(60)],
+            "temp": rng.normal(20, 2, 60),
+            "pressure": rng.normal(1, 0.1, 60),
+            "line": rng.choice(["A", "B", "C"], 60),
+            "serial": [f"SN{i:05d}" for i in range(60)],
+            "site": "plant-1",
+            "truth": ["normal"] * 55 + ["fault"] * 5,
+        }
+    )
+
+
+# --- what it takes -------------------------------------------------------------------------------
+
+
+def test_csv_columns_are_chosen_and_reported(table):
+    table.loc[[2, 7], "temp"] = np.nan
+    ds = load_dataset(table.to_csv(index=False).encode(), filename="plant.csv")
+    assert ds.kind == "tabular" and ds.X.dtype == np.float32 and ds.X.shape == (60, 5)
+    assert ds.feature_names == ["temp", "pressure", "line=A", "line=B", "line=C"]
+    assert ds.X.min() >= 0 and ds.X.max() <= 1  # standardised then min-max, as the paper
+    assert list(ds.ids[:2]) == ["r0", "r1"]
+    assert ds.truth.tolist() == [0] * 55 + [1] * 5  # 'normal' recognised; truth is not a feature
+    lines = "\n".join(ds.report.lines())
+    assert "column 'serial' dropped: text with 60 distinct values" in lines
+    assert "column 'site' dropped: constant" in lines
+    assert "column 'temp': 2 missing value(s) filled in" in lines
+    assert ds.render(0)["serial"] == "SN00000"
+
+
+def test_delimiter_and_encoding_are_detected(table):
+    text = table.to_csv(index=False, sep=";").replace("plant-1", "Zürich–Süd")
+    ds = load_dataset(text.encode("cp1252"), filename="export.csv")
+    assert ds.X.shape[0] == 60 and ds.raw["site"].iloc[0] == "Zürich–Süd"
+    tsv = load_dataset(table.to_csv(index=False, sep="\t").encode("utf-8-sig"), filename="export.tsv")
+    np.testing.assert_allclose(tsv.X, ds.X, atol=1e-6)
+
+
+def test_parquet_and_dataframe_give_the_same_features(table, tmp_path):
+    path = tmp_path / "t.parquet"
+    table.to_parquet(path)
+    np.testing.assert_allclose(load_dataset(path).X, load_dataset(table).X, atol=1e-6)
+
+
+def test_uploaded_file_objects_are_read_by_name(table):
+    upload = io.BytesIO(table.to_csv(index=False).encode())
+    upload.name = "upload.csv"
+    assert len(load_dataset(upload)) == 60
+
+
+def test_arrays_npy_and_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.random((30, 4)).astype(np.float32), np.r_[np.zeros(27), np.ones(3)].astype(int)
+    np.savez(tmp_path / "t.npz", X=X, y=y)
+    ds = load_dataset(tmp_path / "t.npz")
+    assert ds.kind == "tabular" and ds.X.shape == (30, 4) and ds.truth.sum() == 3
+    images = (rng.random((12, 28, 28)) * 255).astype(np.uint8)
+    digits = np.r_[np.zeros(10), [3, 7]].astype(int)
+    np.savez(tmp_path / "img.npz", X=images, y=digits)
+    ds = load_dataset(tmp_path / "img.npz")
+    assert ds.kind == "image" and ds.X.shape == (12, 1, 28, 28) and ds.truth.tolist() == [0] * 10 + [1, 1]
+    np.testing.assert_allclose(ds.X[0, 0], images[0] / 255, atol=1e-6)
+    np.save(tmp_path / "t.npy", X)
+    assert load_dataset(tmp_path / "t.npy").truth is None
+
+
+def test_image_folder_mixed_modes_and_sizes_with_class_folders(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        (tmp_path / "good").mkdir(exist_ok=True)
+        (tmp_path / "good" / f"g{i}.png").write_bytes(png((rng.random((20, 24)) * 255).astype(np.uint8)))
+    (tmp_path / "crack").mkdir()
+    (tmp_path / "crack" / "c0.jpg").write_bytes(png((rng.random((30, 30, 3)) * 255).astype(np.uint8), fmt="JPEG"))
+    rgba = (rng.random((16, 16, 4)) * 255).astype(np.uint8)
+    (tmp_path / "crack" / "c1.webp").write_bytes(png(rgba, fmt="WEBP"))
+    (tmp_path / "crack" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    ds = load_dataset(tmp_path)
+    assert ds.kind == "image" and ds.X.shape[1] == 3  # colour present: RGB for all
+    assert ds.X.shape[0] == 8 and ds.X.shape[2] == ds.X.shape[3]
+    assert ds.truth.sum() == 2 and set(ds.truth_classes) == {"good", "crack"}
+    assert "crack/broken.png" in ds.report.skipped_files
+    assert isinstance(ds.render(0), Image.Image)
+
+
+def test_zip_of_images_with_a_requested_size():
+    grey = {f"set/ok/{i}.png": png(np.full((10, 10), i * 20, np.uint8)) for i in range(5)}
+    ds = load_dataset(zip_bytes(grey), filename="parts.zip", image_size=28)
+    assert ds.X.shape == (5, 1, 28, 28) and ds.truth is None  # one class folder: no truth
+    assert ds.ids[0] == "set/ok/0.png"
+
+
+# --- what it refuses: each with a message that names the problem ----------------------------------
+
+_rng = np.random.default_rng(1)
+_big_categorical = pd.DataFrame({"code": [f"c{i}" for i in range(10_000)]}).to_csv(index=False).encode()
+_parquet = io.BytesIO()
+pd.DataFrame({"a": range(100), "b": range(100)}).to_parquet(_parquet)
+_pickled = io.BytesIO()
+np.save(_pickled, np.array([{"a": 1}, {"b": 2}], dtype=object), allow_pickle=True)
+_bomb = io.BytesIO()
+with zipfile.ZipFile(_bomb, "w", zipfile.ZIP_DEFLATED) as _zf:
+    _zf.writestr("x.png", b"\x00" * 20_000_000)
+_ok_png = png(np.zeros((8, 8), np.uint8))
+
+BAD_INPUT = {
+    "empty file": (b"", "t.csv", "is empty"),
+    "blank lines only": (b"\n\n  \n", "t.csv", "is empty"),
+    "header only": (b"a,b,c\n", "t.csv", "header but no rows: a, b, c"),
+    "no numeric column": (b"name,colour\nx,red\ny,blue\nz,red\n", "t.csv", "no numeric column"),
+    "ragged rows": (b"a,b,c\n1,2,3\n4,5\n", "t.csv", "different number of fields"),
+    "nan and inf everywhere": (b"a,b\nnan,inf\nNaN,-inf\n,\n", "t.csv", "'a': no values"),
+    "10,000-level categorical": (_big_categorical, "t.csv", "10000 distinct values"),
+    "binary bytes": (bytes(range(256)) * 4, "t.csv", "binary data"),
+    "bytes neither utf-8 nor cp1252": (b"a,b\n1,\x81\x8d\x8f\n", "t.csv", "neither UTF-8 nor Windows-1252"),
+    "truncated parquet": (_parquet.getvalue()[:300], "t.parquet", "not a readable Parquet"),
+    "wrong npz keys": (None, "t.npz", "expected 'X'"),
+    "pickled npy": (_pickled.getvalue(), "t.npy", "pickled"),
+    "1-d npy": (None, "v.npy", "expected (rows, features)"),
+    "string npz": (None, "s.npz", "must be numeric"),
+    "nan images": (None, "i.npz", "NaN or infinite pixel"),
+    "single row": (b"a,b\n1,2\n", "t.csv", "needs at least 2"),
+    "duplicate ids": (b"id,a\nx,1\ny,2\nx,3\n", "t.csv", "duplicated id(s): 'x' (2x)"),
+    "duplicate column names": (b"a,a,b\n1,2,3\n4,5,6\n", "t.csv", "duplicate column names: 'a'"),
+    "missing truth": (b"a,truth\n1,0\n2,\n3,1\n", "t.csv", "truth column 'truth' has 1 missing"),
+    "corrupt png only": (zip_bytes({"a.png": b"\x89PNG\r\n\x1a\nbroken"}), "i.zip", "none of its 1 image files"),
+    "zip with ../ members": (zip_bytes({"../evil.png": _ok_png, "ok.png": _ok_png}), "i.zip", "outside the extraction"),
+    "zip with absolute member": (zip_bytes({"/etc/evil.png": _ok_png}), "i.zip", "outside the extraction"),
+    "zip bomb": (_bomb.getvalue(), "i.zip", "ZIP bomb"),
+    "zip without images": (zip_bytes({"notes.txt": b"hello"}), "i.zip", "holds no images"),
+    "not a zip": (b"PK but not really", "i.zip", "not a readable ZIP"),
+    "unsupported type": (b"whatever", "book.xlsx", "unsupported file type '.xlsx'"),
+}
+
+
+def _array_file(case: str) -> bytes:
+    buffer = io.BytesIO()
+    if case == "wrong npz keys":
+        np.savez(buffer, data=np.zeros((5, 2)), labels=np.zeros(5))
+    elif case == "1-d npy":
+        np.save(buffer, np.zeros(10))
+    elif case == "string npz":
+        np.savez(buffer, X=np.array([["a", "b"], ["c", "d"]]))
+    elif case == "nan images":
+        X = np.random.rand(4, 8, 8)
+        X[1, 2, 3] = np.nan
+        np.savez(buffer, X=X)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_refused_with_a_specific_message(case):
+    data, name, message = BAD_INPUT[case]
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_dataset(_array_file(case) if data is None else data, filename=name)
+
+
+def test_limits_are_configurable():
+    csv = b"a,b\n" + b"1,2\n" * 50
+    with pytest.raises(DataError, match="the limit is 10"):
+        load_dataset(csv, filename="t.csv", limits=LoadLimits(max_samples=10))
+    with pytest.raises(DataError, match="larger than the limit"):
+        load_dataset(csv, filename="t.csv", limits=LoadLimits(max_file_bytes=100))
+    images = zip_bytes({f"{i}.png": _ok_png for i in range(5)})
+    with pytest.raises(DataError, match="has 5 files; the limit is 3"):
+        load_dataset(images, filename="i.zip", limits=LoadLimits(max_zip_members=3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"id_column": "nope"}, "id column 'nope' not found"), ({"truth_column": "nope"}, "truth column 'nope'")],
+)
+def test_named_columns_must_exist(table, kwargs, message):
+    with pytest.raises(DataError, match=message):
+        load_dataset(table, **kwargs)
+
+
+def test_a_missing_path_is_named(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "nothing.csv")

@@ -1,0 +1,122 @@
+"""Projects on disk: the layout, labels through the project, and rounds committed atomically."""
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepsad_core.data import DataError
+from deepsad_core.studio import Project
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    df = pd.DataFrame({"id": [f"s{i}" for i in range(30)], "a": np.arange(30.0), "b": np.arange(30.0) % 7})
+    df["truth"] = [0] * 27 + [1] * 3
+    return Project.create(tmp_path / "ws", "Pump #3 / sensors", df)
+
+
+def _row(status="done"):
+    return {"status": status, "started_at": "t0", "finished_at": "t1", "config": {"epochs": 1}}
+
+
+def test_layout_and_reopen(project):
+    assert project.path.name == "Pump-3-sensors"
+    for part in ("project.db", "data/X.npy", "data/raw.parquet", "data/preprocessor.json", "rounds", "exports"):
+        assert (project.path / part).exists(), part
+    again = Project.open(project.path)
+    assert again.name == "Pump #3 / sensors" and len(again) == 30 and again.kind == "tabular"
+    np.testing.assert_array_equal(again.X, project.X)
+    assert list(again.sample_ids[:2]) == ["s0", "s1"]
+    assert again.truth().sum() == 3
+    assert Project.list(project.path.parent) == [project.path]
+
+
+def test_names_clash_and_non_projects_are_refused(project, tmp_path):
+    with pytest.raises(FileExistsError, match="already exists"):
+        Project.create(project.path.parent, "Pump #3 / sensors", pd.DataFrame({"a": [1.0, 2.0]}))
+    with pytest.raises(DataError, match="not a DeepSAD Studio project"):
+        Project.open(tmp_path)
+
+
+def test_a_failed_load_leaves_no_project_behind(tmp_path):
+    with pytest.raises(DataError):
+        Project.create(tmp_path, "broken", b"", filename="x.csv")
+    assert not any(tmp_path.iterdir())
+
+
+def test_image_projects_keep_pixels_for_display(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "imgs.npz", X=(rng.random((6, 8, 8)) * 255).astype(np.uint8))
+    p = Project.create(tmp_path / "ws", "imgs", tmp_path / "imgs.npz")
+    assert p.kind == "image" and p.pixels.shape == (6, 8, 8, 1) and p.X.shape == (6, 1, 8, 8)
+
+
+def test_labels_become_semi_targets(project):
+    project.label(0, "normal")
+    project.label([1, 2], "anomalous", round_number=0)
+    assert project.semi_targets()[:4].tolist() == [1, -1, -1, 0]
+    project.undo()
+    assert project.semi_targets()[:4].tolist() == [1, 0, 0, 0]
+
+
+def test_round_files_then_row(project):
+    path = project.commit_round(0, lambda d: (d / "scores.npy").write_bytes(b"x"), _row())
+    assert path.name == "0000" and (path / "scores.npy").exists()
+    assert [r["number"] for r in project.store.rounds()] == [0]
+    assert project.next_round_number() == 1
+
+
+def test_a_failing_round_leaves_the_previous_one_intact(project):
+    project.commit_round(0, lambda d: (d / "a").write_text("round 0"), _row())
+
+    def explode(d):
+        (d / "half").write_text("half written")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        project.commit_round(1, explode, _row())
+    assert sorted(p.name for p in project.rounds_dir.iterdir()) == ["0000"]
+    assert [r["number"] for r in project.store.rounds()] == [0]
+    assert (project.round_path(0) / "a").read_text() == "round 0"
+
+
+def _slow_round(path: str) -> None:
+    project = Project.open(path)
+
+    def write(d):
+        (d / "part1").write_text("x")
+        time.sleep(30)  # killed in here
+
+    project.commit_round(1, write, _row())
+
+
+def test_a_round_killed_midway_leaves_the_previous_one_current(project):
+    project.commit_round(0, lambda d: (d / "a").write_text("round 0"), _row())
+    worker = multiprocessing.get_context("fork").Process(target=_slow_round, args=(str(project.path),))
+    worker.start()
+    time.sleep(1.0)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.join()
+    reopened = Project.open(project.path)
+    assert [r["number"] for r in reopened.store.rounds()] == [0]
+    assert reopened.next_round_number() == 1
+    reopened.commit_round(1, lambda d: (d / "b").write_text("round 1"), _row())  # the next round still lands
+    assert [r["number"] for r in reopened.store.rounds()] == [0, 1]
+
+
+def test_a_renamed_but_uncommitted_round_folder_is_replaced(project):
+    project.round_path(0).mkdir()
+    (project.round_path(0) / "stale").write_text("from a crash")
+    project.commit_round(0, lambda d: (d / "fresh").write_text("ok"), _row())
+    assert sorted(p.name for p in project.round_path(0).iterdir()) == ["fresh"]
+
+
+def test_metadata_keeps_the_load_report(project):
+    meta = json.loads(json.dumps(project.meta))
+    assert meta["n_samples"] == 30 and meta["input_shape"] == [2]
