@@ -40,7 +40,7 @@ def _read_source(source: Any, name: str | None, limits: LoadLimits) -> tuple[byt
         size = path.stat().st_size
         if size > limits.max_file_bytes:
             raise DataError(f"{path.name} is {size / 1e9:.1f} GB; the limit is {limits.max_file_bytes / 1e9:.1f} GB")
-        return path.read_bytes(), name or path.name
+        return path, name or path.name  # read by the format's own reader, without a copy here
     if hasattr(source, "read"):  # an uploaded file (Streamlit's UploadedFile) or any binary file object
         name = name or getattr(source, "name", None)
         data = source.read(limits.max_file_bytes + 1)
@@ -113,10 +113,11 @@ def load_dataset(
     if isinstance(source, pd.DataFrame):
         return _from_table(source, filename or "table", id_column, truth_column, normal_value, limits)
     data, name = _read_source(source, filename, limits)
-    if isinstance(data, Path):
+    if isinstance(data, Path) and data.is_dir():
         return load_images(data, name, limits, image_size, channels, normal_class=normal_value)
     suffix = _suffix(name)
-    if suffix == ".zip" or (suffix not in SUPPORTED_SUFFIXES and zipfile.is_zipfile(io.BytesIO(data))):
+    if suffix == ".zip":
+        data = data.read_bytes() if isinstance(data, Path) else data
         return load_images(data, name, limits, image_size, channels, normal_class=normal_value)
     if suffix in ARRAY_SUFFIXES:
         return _from_arrays(data, name, normal_value, image_size, channels, limits)
@@ -144,15 +145,16 @@ def _ids(df: pd.DataFrame, id_column: str | None, name: str) -> np.ndarray:
     col = df[id_column]
     if col.isna().any():
         raise DataError(f"{name}: id column '{id_column}' is empty in row {int(np.argmax(col.isna().to_numpy())) + 1}")
-    ids = col.astype(str).to_numpy(dtype=object)
-    counts = pd.Series(ids).value_counts()
-    dupes = counts[counts > 1]
-    if len(dupes):
+    ids = col.astype(str)
+    duplicated = ids.duplicated(keep=False)
+    if duplicated.any():
+        counts = ids[duplicated].value_counts()
+        dupes = counts[counts > 1]
         shown = ", ".join(f"'{v}' ({n}x)" for v, n in dupes.head(5).items())
         raise DataError(
             f"{name}: id column '{id_column}' has {len(dupes)} duplicated id(s): {shown}; ids must be unique"
         )
-    return ids
+    return ids.to_numpy(dtype=object)
 
 
 def _binary_truth(values: pd.Series | np.ndarray, normal_value: Any, what: str, report: LoadReport) -> np.ndarray:
@@ -209,9 +211,9 @@ def _from_table(
 # --- arrays ---------------------------------------------------------------------------------------
 
 
-def _read_arrays(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_arrays(data: bytes | Path, name: str) -> tuple[np.ndarray, np.ndarray | None]:
     try:
-        loaded = np.load(io.BytesIO(data), allow_pickle=False)
+        loaded = np.load(data if isinstance(data, Path) else io.BytesIO(data), allow_pickle=False)
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataError(f"{name} holds Python objects (pickled), which are not loaded for safety") from None
@@ -231,7 +233,7 @@ def _read_arrays(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray | None]
 
 
 def _from_arrays(
-    data: bytes, name: str, normal_value: Any, image_size: Any, channels: int | None, limits: LoadLimits
+    data: bytes | Path, name: str, normal_value: Any, image_size: Any, channels: int | None, limits: LoadLimits
 ) -> Dataset:
     X, y = _read_arrays(data, name)
     if X.dtype.kind not in "biuf":

@@ -3,7 +3,7 @@
 Tables, as in the paper: impute, one-hot encode, standardise, then min-max scale to [0, 1], all
 fitted on the training file and applied unchanged to later files with the same schema. Images:
 mode to grey or RGB (transparency over white), resize to the working size, scale to [0, 1].
-The fitting statistics come from scikit-learn's scalers; only their arrays are stored, as JSON.
+The scalers' statistics are plain arrays, stored as JSON.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from deepsad_core.exceptions import DataError
 
@@ -24,17 +23,21 @@ MISSING_LEVEL = "(missing)"
 _MAX_ABS = 1e30  # beyond this, squares overflow in scaling
 
 
-def _as_numbers(series: pd.Series) -> pd.Series | None:
-    """The column as float64 (inf -> NaN), or None when some present value is not a number."""
-    if pd.api.types.is_bool_dtype(series):
-        return series.astype("float64")
-    if pd.api.types.is_numeric_dtype(series):
-        values = series.astype("float64")
-    else:
-        values = pd.to_numeric(series, errors="coerce")
-        if (values.isna() & series.notna()).any():
-            return None
-    return values.replace([np.inf, -np.inf], np.nan)
+def _as_numbers(series: pd.Series) -> np.ndarray | None:
+    """The column as float64 (NaN/inf where missing), or None when some present value is not a number."""
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    head = series.dropna().head(1000)
+    if (pd.to_numeric(head, errors="coerce").isna()).any():  # cheap early "no" for text columns
+        return None
+    values = pd.to_numeric(series, errors="coerce")
+    if (values.isna() & series.notna()).any():
+        return None
+    return values.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _shown(value: Any) -> str:
+    return str(value.item() if hasattr(value, "item") else value)
 
 
 @dataclass
@@ -62,40 +65,18 @@ class TabularPreprocessor:
     ) -> tuple[TabularPreprocessor, np.ndarray]:
         """Choose and fit the features of ``df``; findings go to ``report`` (a ``LoadReport``)."""
         pre = cls(columns=[str(c) for c in df.columns], ignored=list(ignored))
+        converted: dict[str, np.ndarray] = {}  # numeric columns as arrays, converted once
         for name in df.columns:
             if name in ignored:
                 continue
             col = df[name]
             if pd.api.types.is_datetime64_any_dtype(col):
                 report.dropped_columns[name] = "dates and times are not used as features"
-                continue
-            numbers = _as_numbers(col)
-            present = numbers.dropna() if numbers is not None else col.dropna().astype(str)
-            if present.empty:
-                report.dropped_columns[name] = "no values"
-            elif present.nunique() == 1 and (numbers is not None or len(present) == len(col)):
-                value = present.iloc[0]
-                report.dropped_columns[name] = (
-                    f"constant (every value is {value.item() if hasattr(value, 'item') else value})"
-                )
-            elif numbers is not None:
-                if (peak := float(present.abs().max())) > _MAX_ABS:
-                    raise DataError(f"column '{name}' holds values too large to use (up to {peak:.3g}); rescale it")
-                pre.numeric[name] = float(present.median())
-                if (n_missing := int(numbers.isna().sum())) > 0:
-                    report.imputed[name] = n_missing
+            elif (numbers := _as_numbers(col)) is not None:
+                pre._fit_numeric(name, numbers, report)
+                converted[name] = numbers
             else:
-                levels = sorted(present.unique().tolist())
-                if len(levels) > max_categories:
-                    report.dropped_columns[name] = (
-                        f"text with {len(levels)} distinct values, more than the one-hot limit of {max_categories}"
-                    )
-                    continue
-                if len(present) < len(col):
-                    levels.append(MISSING_LEVEL)
-                    report.imputed[name] = len(col) - len(present)
-                pre.categorical[name] = levels
-                report.one_hot_columns[name] = len(levels)
+                pre._fit_text(name, col, max_categories, report)
         if not pre.numeric:
             found = {**report.dropped_columns, **{c: "text" for c in pre.categorical}}
             why = "; ".join(f"'{c}': {w}" for c, w in found.items()) or "the file has no data columns"
@@ -103,13 +84,47 @@ class TabularPreprocessor:
                 f"no numeric column to learn from ({why}). A table needs at least one numeric column; "
                 "text columns are used only beside numeric ones."
             )
-        encoded = pre._encode(df)
-        std = StandardScaler().fit(encoded)
-        std.scale_[std.scale_ == 0] = 1.0  # a one-hot level present in every row
-        mm = MinMaxScaler().fit(std.transform(encoded))
-        pre.mean, pre.scale = std.mean_.tolist(), std.scale_.tolist()
-        pre.data_min, pre.data_range = mm.data_min_.tolist(), np.where(mm.data_range_ == 0, 1, mm.data_range_).tolist()
-        return pre, pre._scale(encoded)
+        encoded = pre._encode(df, converted)
+        # standard scaler then min-max scaler, fitted here: min/max of the standardised data follow
+        # from the raw min/max, since standardising is increasing and affine
+        mean, scale = encoded.mean(axis=0), encoded.std(axis=0)
+        scale[scale == 0] = 1.0  # a one-hot level present in every row
+        low, high = encoded.min(axis=0), encoded.max(axis=0)
+        span = (high - low) / scale
+        pre.mean, pre.scale = mean.tolist(), scale.tolist()
+        pre.data_min, pre.data_range = ((low - mean) / scale).tolist(), np.where(span == 0, 1, span).tolist()
+        return pre, pre._scale(encoded)  # in [0, 1] up to round-off; transform() reproduces it exactly
+
+    def _fit_numeric(self, name: str, values: np.ndarray, report: Any) -> None:
+        present = values[np.isfinite(values)]
+        if present.size == 0:
+            report.dropped_columns[name] = "no values"
+        elif (low := present.min()) == present.max():
+            report.dropped_columns[name] = f"constant (every value is {_shown(low)})"
+        elif (peak := max(abs(low), abs(present.max()))) > _MAX_ABS:
+            raise DataError(f"column '{name}' holds values too large to use (up to {peak:.3g}); rescale it")
+        else:
+            self.numeric[name] = float(np.median(present))
+            if present.size < values.size:
+                report.imputed[name] = int(values.size - present.size)
+
+    def _fit_text(self, name: str, col: pd.Series, max_categories: int, report: Any) -> None:
+        present = col.dropna().astype(str)
+        levels = sorted(present.unique().tolist())
+        if not levels:
+            report.dropped_columns[name] = "no values"
+        elif len(levels) == 1 and len(present) == len(col):
+            report.dropped_columns[name] = f"constant (every value is {levels[0]})"
+        elif len(levels) > max_categories:
+            report.dropped_columns[name] = (
+                f"text with {len(levels)} distinct values, more than the one-hot limit of {max_categories}"
+            )
+        else:
+            if len(present) < len(col):
+                levels.append(MISSING_LEVEL)
+                report.imputed[name] = len(col) - len(present)
+            self.categorical[name] = levels
+            report.one_hot_columns[name] = len(levels)
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Features of a new file with the fitted schema; a differing schema raises ``DataError``."""
@@ -128,10 +143,12 @@ class TabularPreprocessor:
             )
         return self._scale(self._encode(df))
 
-    def _encode(self, df: pd.DataFrame) -> np.ndarray:
-        parts = []
-        for name, median in self.numeric.items():
-            numbers = _as_numbers(df[name])
+    def _encode(self, df: pd.DataFrame, converted: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        n_features = len(self.numeric) + sum(len(v) for v in self.categorical.values())
+        # column-major: each feature is filled, and later reduced, as one contiguous run
+        out = np.empty((len(df), n_features), dtype=np.float64, order="F")
+        for j, (name, median) in enumerate(self.numeric.items()):
+            numbers = converted[name] if converted and name in converted else _as_numbers(df[name])
             if numbers is None:
                 bad = pd.to_numeric(df[name], errors="coerce").isna() & df[name].notna()
                 row = int(np.argmax(bad.to_numpy()))
@@ -139,16 +156,25 @@ class TabularPreprocessor:
                     f"column '{name}' must be numeric, but row {row + 1} holds {df[name].iloc[row]!r}; "
                     "fix or blank that value"
                 )
-            parts.append(numbers.fillna(median).to_numpy(dtype=np.float64)[:, None])
+            column = out[:, j]
+            column[:] = numbers
+            column[~np.isfinite(column)] = median  # missing, NaN and inf: the training median
+        j = len(self.numeric)
         for name, levels in self.categorical.items():
             values = df[name].astype("string").fillna(MISSING_LEVEL)
             codes = pd.Index(levels).get_indexer(values)  # unseen levels -> -1 -> all zeros
-            parts.append((codes[:, None] == np.arange(len(levels))[None]).astype(np.float64))
-        return np.hstack(parts)
+            out[:, j : j + len(levels)] = codes[:, None] == np.arange(len(levels))[None]
+            j += len(levels)
+        return out
 
     def _scale(self, encoded: np.ndarray) -> np.ndarray:
-        z = (encoded - np.asarray(self.mean)) / np.asarray(self.scale)
-        return ((z - np.asarray(self.data_min)) / np.asarray(self.data_range)).astype(np.float32)
+        """Standardise then min-max, as one affine map per column."""
+        scale, data_range = np.asarray(self.scale), np.asarray(self.data_range)
+        factor = 1.0 / (scale * data_range)
+        offset = -(np.asarray(self.mean) / scale + np.asarray(self.data_min)) / data_range
+        encoded *= factor
+        encoded += offset
+        return np.ascontiguousarray(encoded, dtype=np.float32)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, **asdict(self)}

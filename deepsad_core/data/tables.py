@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -43,14 +44,26 @@ def _sniff_delimiter(text: str, name: str) -> str:
         return max(counts, key=counts.get) if max(counts.values()) else ","
 
 
-def _read_csv(data: bytes, name: str) -> pd.DataFrame:
-    text, encoding = _decode_head(data[:_SNIFF_BYTES], name)
+def _head(data: bytes | Path, n: int) -> bytes:
+    if isinstance(data, Path):
+        with data.open("rb") as f:
+            return f.read(n)
+    return data[:n]
+
+
+def _stream(data: bytes | Path) -> str | io.BytesIO:
+    """What pyarrow reads: the path itself (no copy in Python) or the bytes."""
+    return str(data) if isinstance(data, Path) else io.BytesIO(data)
+
+
+def _read_csv(data: bytes | Path, name: str) -> pd.DataFrame:
+    text, encoding = _decode_head(_head(data, _SNIFF_BYTES), name)
     delimiter = _sniff_delimiter(text, name)
     encoding = "utf8" if encoding == "utf-8-sig" else encoding
     try:
         table = pacsv.read_csv(
-            io.BytesIO(data),
-            read_options=pacsv.ReadOptions(encoding=encoding, block_size=1 << 24),
+            _stream(data),
+            read_options=pacsv.ReadOptions(encoding=encoding),
             parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(strings_can_be_null=True),
         )
@@ -74,10 +87,10 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def _read_csv_encoding(data: bytes, name: str, delimiter: str, encoding: str) -> pd.DataFrame:
+def _read_csv_encoding(data: bytes | Path, name: str, delimiter: str, encoding: str) -> pd.DataFrame:
     try:
         table = pacsv.read_csv(
-            io.BytesIO(data),
+            _stream(data),
             read_options=pacsv.ReadOptions(encoding=encoding),
             parse_options=pacsv.ParseOptions(delimiter=delimiter),
         )
@@ -86,9 +99,9 @@ def _read_csv_encoding(data: bytes, name: str, delimiter: str, encoding: str) ->
     return table.to_pandas()
 
 
-def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+def _read_parquet(data: bytes | Path, name: str) -> pd.DataFrame:
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.read_table(_stream(data))
     except (pa.ArrowException, OSError) as e:
         raise DataError(f"{name} is not a readable Parquet file (truncated or corrupt?): {str(e).strip()}") from None
     if table.num_rows == 0:
@@ -96,9 +109,9 @@ def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def read_table(data: bytes, name: str) -> pd.DataFrame:
-    """A DataFrame from the bytes of a CSV/TSV/TXT or Parquet file named ``name``."""
-    if name.lower().endswith((".parquet", ".pq")) or data[:4] == b"PAR1":
+def read_table(data: bytes | Path, name: str) -> pd.DataFrame:
+    """A DataFrame from a CSV/TSV/TXT or Parquet file (its path or its bytes) named ``name``."""
+    if name.lower().endswith((".parquet", ".pq")) or _head(data, 4) == b"PAR1":
         df = _read_parquet(data, name)
     else:
         df = _read_csv(data, name)
