@@ -199,7 +199,7 @@ class DeepSAD(BaseEstimator):
             X = np.asarray(X)
             if np.iscomplexobj(X):
                 raise ValueError("Complex data not supported")
-            X = X.astype(np.float32, copy=False)
+            X = X.astype(np.float32, copy=not X.flags.writeable)  # torch wants writable memory
         except (TypeError, ValueError) as e:
             raise type(e)(f"X must be a real numeric array; could not convert it: {e}") from None
         if X.ndim == 3:

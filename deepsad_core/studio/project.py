@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,10 @@ import pandas as pd
 
 from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
 from deepsad_core.exceptions import DataError
+from deepsad_core.rounds import RoundConfig
 from deepsad_core.studio.store import LABELS, ProjectStore, now
 
-__all__ = ["Project", "slugify"]
+__all__ = ["Project", "RoundView", "slugify"]
 
 _DB, _DATA, _ROUNDS, _EXPORTS = "project.db", "data", "rounds", "exports"
 
@@ -40,6 +42,43 @@ def slugify(name: str) -> str:
     if not slug:
         raise ValueError(f"project name {name!r} has no usable characters; use letters, digits, '-' or '_'")
     return slug[:80]
+
+
+@dataclass
+class RoundView:
+    """What a finished round left on disk, read lazily."""
+
+    number: int
+    path: Path
+    row: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return self.row["status"]
+
+    @cached_property
+    def scores(self) -> np.ndarray:
+        return np.load(self.path / "scores.npy")
+
+    @cached_property
+    def latents(self) -> np.ndarray:
+        return np.load(self.path / "latents.npy", mmap_mode="r")
+
+    @cached_property
+    def threshold(self) -> dict[str, Any]:
+        return json.loads((self.path / "threshold.json").read_text())
+
+    @cached_property
+    def queue(self) -> list[dict[str, Any]]:
+        return json.loads((self.path / "queue.json").read_text())
+
+    @property
+    def map_method(self) -> str:
+        return "umap" if (self.path / "map_umap.npy").exists() else "pca"
+
+    def map_coords(self) -> np.ndarray:
+        """The UMAP layout once computed, else the PCA view."""
+        return np.load(self.path / f"map_{self.map_method}.npy")
 
 
 class Project:
@@ -190,6 +229,23 @@ class Project:
 
     def round_path(self, number: int) -> Path:
         return self.rounds_dir / f"{number:04d}"
+
+    def round_config(self) -> RoundConfig:
+        """The labeling-loop settings: the project's own, over the defaults."""
+        return RoundConfig.from_dict({**RoundConfig().to_dict(), **self.store.settings().get("round", {})})
+
+    def update_round_config(self, **changes: Any) -> RoundConfig:
+        config = RoundConfig.from_dict({**self.round_config().to_dict(), **changes})
+        self.store.update_settings({"round": config.to_dict()})
+        return config
+
+    def rounds(self) -> list[RoundView]:
+        return [RoundView(r["number"], self.round_path(r["number"]), r) for r in self.store.rounds()]
+
+    def current_round(self) -> RoundView | None:
+        """The latest round that finished well: failed and cancelled rounds never replace it."""
+        done = [r for r in self.rounds() if r.status == "done"]
+        return done[-1] if done else None
 
     def next_round_number(self) -> int:
         return max((r["number"] for r in self.store.rounds()), default=-1) + 1

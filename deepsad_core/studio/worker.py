@@ -1,0 +1,209 @@
+"""The background worker that runs a project's rounds, one at a time, with live progress.
+
+``RoundWorker.start`` runs a round in a daemon thread and returns at once; ``run`` does the same work
+synchronously (tests, the CLI). Progress (phase, epoch, loss, ETA) is read with :meth:`status`, a
+copy taken under a lock. :meth:`cancel` stops training at the next epoch. A round that fails or is
+cancelled is recorded with its reason; the previous round stays current. After a round is committed
+the worker computes its UMAP map and adds it to the round folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from deepsad_core.estimator import DeepSAD
+from deepsad_core.exceptions import TrainingCancelled
+from deepsad_core.projection import layout_shift, pca_map, umap_map
+from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
+from deepsad_core.studio.project import Project
+from deepsad_core.studio.store import now
+from deepsad_core.training import Progress
+
+__all__ = ["RoundStatus", "RoundWorker", "round_metrics"]
+
+
+@dataclass(frozen=True)
+class RoundStatus:
+    state: str = "idle"  # idle, running, done, failed, cancelled
+    round_number: int | None = None
+    phase: str = ""  # pretrain, train, score, map
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+    eta_seconds: float | None = None
+    message: str = ""
+    started: float | None = None  # time.time() at start
+
+    @property
+    def fraction(self) -> float:
+        return self.epoch / self.epochs if self.epochs else 0.0
+
+
+def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarray | None) -> dict:
+    """Label counts, and with truth: ROC-AUC / AP over all and over unlabeled samples, anomalies found."""
+    metrics: dict = {
+        "labels": int((semi_targets != 0).sum()),
+        "labeled_normal": int((semi_targets == 1).sum()),
+        "labeled_anomalous": int((semi_targets == -1).sum()),
+    }
+    if truth is not None and 0 < truth.sum() < len(truth):
+        unlabeled = semi_targets == 0
+        metrics["auc"] = float(roc_auc_score(truth, scores))
+        metrics["ap"] = float(average_precision_score(truth, scores))
+        if 0 < truth[unlabeled].sum() < unlabeled.sum():
+            metrics["auc_unlabeled"] = float(roc_auc_score(truth[unlabeled], scores[unlabeled]))
+        metrics["anomalies_found"] = int(((semi_targets == -1) & (truth == 1)).sum())
+    return metrics
+
+
+class RoundWorker:
+    """Runs rounds for one project; share one per project between browser tabs."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._lock = threading.Lock()
+        self._status = RoundStatus()
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- control --------------------------------------------------------------------------------
+
+    def status(self) -> RoundStatus:
+        with self._lock:
+            return self._status
+
+    def _set(self, **changes) -> None:
+        with self._lock:
+            self._status = replace(self._status, **changes)
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, config: RoundConfig | None = None) -> bool:
+        """Start a round in the background; False if one is already running."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return False
+            self._cancel.clear()
+            self._status = RoundStatus(state="running", phase="starting", started=time.time())
+            self._thread = threading.Thread(target=self.run, args=(config,), name="deepsad-round", daemon=True)
+            self._thread.start()
+        return True
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> RoundStatus:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.status()
+
+    # --- the round ------------------------------------------------------------------------------
+
+    def run(self, config: RoundConfig | None = None) -> RoundStatus:
+        """Run one round now, in this thread; returns the final status. Never raises for a bad round."""
+        project = self.project
+        config = config or project.round_config()
+        number = project.next_round_number()
+        started_at, t0 = now(), time.perf_counter()
+        self._cancel.clear()
+        self._set(state="running", round_number=number, phase="starting", started=time.time(), message="")
+        semi = project.semi_targets()
+        try:
+            X = np.asarray(project.X)
+            previous = project.current_round()
+            model = DeepSAD.load(previous.path / "model") if previous is not None else None
+            model = fit_round(model, X, semi, config, callback=self._on_progress)
+            self._set(phase="score", message="scoring every sample")
+            out = score_and_queue(model, X, semi, config, number)
+            previous_map = previous.map_coords() if previous is not None else None
+            pca = pca_map(out.latents, previous_map)
+            metrics = round_metrics(out.scores, semi, project.truth())
+            metrics["fit_seconds"] = time.perf_counter() - t0
+
+            def write(folder: Path) -> None:
+                model.save(folder / "model")
+                np.save(folder / "scores.npy", out.scores)
+                np.save(folder / "latents.npy", out.latents)
+                np.save(folder / "map_pca.npy", pca.coords)
+                (folder / "threshold.json").write_text(json.dumps(out.threshold.to_dict()))
+                queue = [
+                    {
+                        "index": p.index,
+                        "sample_id": str(project.sample_ids[p.index]),
+                        "strategy": p.strategy,
+                        "reason": p.reason,
+                        "score": float(out.scores[p.index]),
+                    }
+                    for p in out.queue
+                ]
+                (folder / "queue.json").write_text(json.dumps(queue))
+
+            project.commit_round(number, write, self._row("done", started_at, t0, semi, config, metrics))
+        except TrainingCancelled as e:
+            self._record_failure(number, "cancelled", str(e), started_at, t0, semi, config)
+            return self.status()
+        except Exception as e:  # a bad round is recorded, never raised into the UI
+            detail = f"{type(e).__name__}: {e}"
+            self._record_failure(number, "failed", detail, started_at, t0, semi, config, traceback.format_exc())
+            return self.status()
+        self._set(state="done", phase="map", message=f"round {number} ready; computing the UMAP map")
+        self._add_umap(number, out.latents, previous)
+        self._set(phase="", message=f"round {number} ready")
+        return self.status()
+
+    def _on_progress(self, p: Progress) -> bool:
+        self._set(phase=p.phase, epoch=p.epoch, epochs=p.epochs, loss=p.loss, eta_seconds=p.eta_seconds)
+        return self._cancel.is_set()
+
+    def _row(self, status, started_at, t0, semi, config, metrics=None, error=None) -> dict:
+        return {
+            "status": status,
+            "started_at": started_at,
+            "finished_at": now(),
+            "seconds": time.perf_counter() - t0,
+            "n_labels": int((semi != 0).sum()),
+            "config": config.to_dict(),
+            "metrics": metrics,
+            "error": error,
+        }
+
+    def _record_failure(self, number, status, detail, started_at, t0, semi, config, trace="") -> None:
+        def write(folder: Path) -> None:
+            (folder / "error.txt").write_text(f"{detail}\n\n{trace}")
+
+        try:
+            self.project.commit_round(number, write, self._row(status, started_at, t0, semi, config, error=detail))
+        finally:
+            self._set(state=status, phase="", message=detail)
+
+    def _add_umap(self, number: int, latents: np.ndarray, previous) -> None:
+        """The UMAP layout, started from the previous one; written beside the round atomically."""
+        try:
+            before = previous.map_coords() if previous is not None else None
+            umap = umap_map(latents, before)
+            folder = self.project.round_path(number)
+            tmp = folder / ".map_umap.npy"
+            np.save(tmp, umap.coords)
+            os.replace(tmp, folder / "map_umap.npy")
+            info = {"seconds": umap.seconds}
+            if before is not None:
+                info["shift_vs_previous"] = layout_shift(before, umap.coords)
+            (folder / "map.json").write_text(json.dumps(info))
+        except Exception as e:  # the PCA map stays; the round itself is fine
+            self._set(message=f"round {number} ready; UMAP map failed ({type(e).__name__}: {e}), PCA shown")
+
+
+def queue_frame(queue: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(queue, columns=["index", "sample_id", "strategy", "reason", "score"])

@@ -1,0 +1,93 @@
+"""Rounds run by the worker: persisted, warm-started, cancellable, and failing without harm."""
+
+import time
+
+import numpy as np
+import pytest
+
+import deepsad_core.studio.worker as worker_module
+from deepsad_core.rounds import RoundConfig
+from deepsad_core.studio import Project
+from deepsad_core.studio.worker import RoundWorker
+
+FAST = RoundConfig(first_ae_epochs=2, first_epochs=3, epochs_per_round=2, queue_size=8, batch_size=64)
+
+
+@pytest.fixture
+def project(tmp_path, blobs) -> Project:
+    X, truth = blobs
+    import pandas as pd
+
+    df = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])]).assign(truth=truth)
+    return Project.create(tmp_path, "blobs", df)
+
+
+@pytest.fixture(autouse=True)
+def no_umap(monkeypatch):
+    # UMAP's first compile takes a minute; the map step is tested in test_projection
+    monkeypatch.setattr(worker_module, "umap_map", lambda latents, previous=None: worker_module.pca_map(latents))
+
+
+def test_a_round_persists_scores_queue_map_and_metrics(project):
+    status = RoundWorker(project).run(FAST)
+    assert status.state == "done" and status.round_number == 0
+    r = project.current_round()
+    assert r.scores.shape == (330,) and r.latents.shape[0] == 330
+    assert len(r.queue) == 8 and {q["strategy"] for q in r.queue} <= {"most_anomalous", "most_uncertain", "diverse"}
+    assert r.map_coords().shape == (330, 2)
+    assert r.threshold["method"] == "contamination"
+    metrics = r.row["metrics"]
+    assert metrics["labels"] == 0 and 0 <= metrics["auc"] <= 1
+    assert (r.path / "model" / "weights.safetensors").exists()
+
+
+def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(project):
+    worker = RoundWorker(project)
+    worker.run(FAST)
+    first = project.current_round()
+    picked = [q["index"] for q in first.queue]
+    project.label(picked[:3], "anomalous", round_number=0)
+    project.label(picked[3:6], "normal", round_number=0)
+    worker.run(FAST)
+    second = project.current_round()
+    assert second.number == 1 and second.row["n_labels"] == 6
+    from deepsad_core import DeepSAD
+
+    m0, m1 = DeepSAD.load(first.path / "model"), DeepSAD.load(second.path / "model")
+    np.testing.assert_array_equal(m0.center_, m1.center_)  # c kept
+    assert [h["phase"] for h in m1.history_ if h["fit"] == 1] == ["train"] * FAST.epochs_per_round
+    assert not set(q["index"] for q in second.queue) & set(picked[:6])  # labeled samples are not queued again
+    assert second.threshold["method"] == "best_f1"
+
+
+def test_background_round_reports_progress_and_can_be_cancelled(project):
+    worker = RoundWorker(project)
+    slow = RoundConfig(first_ae_epochs=400, first_epochs=400, batch_size=16)
+    assert worker.start(slow)
+    assert not worker.start(slow)  # one at a time
+    deadline = time.time() + 60
+    while worker.status().epoch < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    seen = worker.status()
+    assert seen.state == "running" and seen.phase == "pretrain" and seen.loss is not None
+    worker.cancel()
+    final = worker.wait(60)
+    assert final.state == "cancelled" and "cancelled" in final.message
+    assert project.current_round() is None
+    assert project.rounds()[0].status == "cancelled"
+
+
+def test_a_failed_round_is_recorded_and_the_previous_stays_current(project, monkeypatch):
+    worker = RoundWorker(project)
+    worker.run(FAST)
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("loss became nan")
+
+    monkeypatch.setattr(worker_module, "fit_round", diverge)
+    status = worker.run(FAST)
+    assert status.state == "failed" and "loss became nan" in status.message
+    rounds = project.rounds()
+    assert [r.status for r in rounds] == ["done", "failed"]
+    assert "FloatingPointError" in rounds[1].row["error"] and (rounds[1].path / "error.txt").exists()
+    assert project.current_round().number == 0
