@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from deepsad_core.estimator import DeepSAD
-from deepsad_core.query import DEFAULT_MIX, Pick, QueryPool, make_strategy
+from deepsad_core.query import DEFAULT_MIX, Pick, QueryPool, QueryStrategy, make_strategy
 from deepsad_core.threshold import ThresholdChoice, choose_threshold
 from deepsad_core.training import ProgressCallback
 
@@ -96,11 +96,17 @@ def fit_round(
 
 
 def score_and_queue(
-    model: DeepSAD, X: np.ndarray, semi_targets: np.ndarray, config: RoundConfig, round_number: int
+    model: DeepSAD,
+    X: np.ndarray,
+    semi_targets: np.ndarray,
+    config: RoundConfig,
+    round_number: int,
+    strategy: QueryStrategy | None = None,
 ) -> RoundOutput:
     """Scores and latents of every sample, the threshold from the labels, the next queue.
 
-    ``model`` must have just been fitted on ``X`` (its ``decision_scores_`` are the scores).
+    ``model`` must have just been fitted on ``X`` (its ``decision_scores_`` are the scores). The queue
+    comes from ``strategy`` (default: the hybrid of ``config.mix``), ``config.queue_size`` long.
     """
     scores = model.decision_scores_  # fit just scored X
     latents = model.embed(X)
@@ -112,5 +118,6 @@ def score_and_queue(
     n = min(config.queue_size, int((~labeled).sum()))
     rng = np.random.default_rng([config.seed, round_number])
     pool = QueryPool(scores, labeled, threshold.value, latents)
-    queue = make_strategy("hybrid", config.mix).query(pool, n, rng) if n else []
+    strategy = strategy or make_strategy("hybrid", config.mix)
+    queue = strategy.query(pool, n, rng) if n else []
     return RoundOutput(scores, latents, threshold, queue)
