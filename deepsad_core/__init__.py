@@ -18,6 +18,7 @@ from deepsad_core.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from deepsad_core.detector import Detector, load_detector
     from deepsad_core.estimator import DeepSAD
     from deepsad_core.training import Progress
 
@@ -27,15 +28,22 @@ __all__ = [
     "DataError",
     "DeepSAD",
     "DeepSADError",
+    "Detector",
     "NotFittedError",
     "Progress",
     "TrainingCancelled",
     "TrainingDivergedError",
     "WeightTransferError",
     "__version__",
+    "load_detector",
 ]
 
-_LAZY = {"DeepSAD": "deepsad_core.estimator", "Progress": "deepsad_core.training"}
+_LAZY = {
+    "DeepSAD": "deepsad_core.estimator",
+    "Detector": "deepsad_core.detector",
+    "Progress": "deepsad_core.training",
+    "load_detector": "deepsad_core.detector",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -71,6 +71,131 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(commands) -> None:
+    p = commands.add_parser("export", help="write a detector bundle from a project round",
+                            description="Export a project's round (default: the current one) as a bundle.")  # fmt: skip
+    p.add_argument("project", help="the project folder")
+    p.add_argument("--round", type=int, default=None, dest="round_number", help="round number (default: current)")
+    p.add_argument("--out", required=True, help="bundle path: a folder, or a name ending in .zip")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from deepsad_core.studio import Project
+
+    path = Project.open(args.project).export(args.out, args.round_number)
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_score(commands) -> None:
+    p = commands.add_parser(
+        "score",
+        help="score a file or image folder with a bundle",
+        description="Score INPUT (CSV/TSV/Parquet/.npy/.npz, an image or a folder of images) with a bundle. "
+        "Tables stream in batches, so memory stays bounded however large the file.",
+    )
+    p.add_argument("bundle", help="bundle folder or .zip")
+    p.add_argument("input", help="file or folder to score")
+    p.add_argument("--out", required=True, help="scores.csv or scores.parquet: id, score, anomaly (1/0)")
+    p.add_argument("--backend", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--batch-rows", type=int, default=100_000, help="rows per streamed batch")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_run_score)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from deepsad_core.detector import load_detector
+    from deepsad_core.scoring import score_to_file
+
+    detector = load_detector(args.bundle, args.backend)
+    n = score_to_file(detector, args.input, args.out, batch_rows=args.batch_rows, progress=not args.quiet)
+    print(f"scored {n} samples -> {args.out}")
+    return 0
+
+
+def _add_train(commands) -> None:
+    p = commands.add_parser(
+        "train",
+        help="train a detector headlessly and write a bundle",
+        description="Train Deep SAD on a table or image folder, with optional expert labels, and export a bundle.",
+    )
+    p.add_argument("input", help="table, array file, image folder or ZIP")
+    p.add_argument("--labels", help="CSV with columns id,label (label: normal or anomalous)")
+    p.add_argument("--id-column", help="the input's id column (default: a column named id, else row numbers)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--ae-epochs", type=int, default=50)
+    p.add_argument("--contamination", type=float, default=0.05, help="flagged share when labels cannot set it")
+    p.add_argument("--out", required=True, help="bundle path: a folder, or a name ending in .zip")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from deepsad_core.data import load_dataset
+    from deepsad_core.export import export_bundle
+    from deepsad_core.rounds import RoundConfig
+    from deepsad_core.threshold import choose_threshold
+
+    dataset = load_dataset(args.input, id_column=args.id_column)
+    semi = _semi_targets_from_labels(args.labels, dataset.ids) if args.labels else np.zeros(len(dataset), int)
+    config = RoundConfig(first_epochs=args.epochs, first_ae_epochs=args.ae_epochs, pretrain=args.ae_epochs > 0)
+
+    def report(p) -> None:
+        print(f"\r{p.phase:8s} epoch {p.epoch:4d}/{p.epochs}  loss {p.loss:.4g}", end="", file=sys.stderr)
+
+    model = config.estimator().fit(dataset.X, semi, callback=report)
+    print(file=sys.stderr)
+    threshold = choose_threshold(model.decision_scores_, semi, contamination=args.contamination)
+    counts = {"labels": int((semi != 0).sum()), "labeled_normal": int((semi == 1).sum()),
+              "labeled_anomalous": int((semi == -1).sum())}  # fmt: skip
+    paths = export_bundle(
+        model, dataset.preprocessor, args.out, X_sample=dataset.X[:1000], threshold=threshold.to_dict(),
+        info={"training_config": config.to_dict(), "label_counts": counts, "source": dataset.source_name},
+    )  # fmt: skip
+    print(f"wrote {args.out} ({len(paths)} file(s)); threshold {threshold.value:.4g} ({threshold.method})")
+    return 0
+
+
+def _semi_targets_from_labels(path: str, ids):
+    import numpy as np
+    import pandas as pd
+
+    from deepsad_core.exceptions import DataError
+
+    labels = pd.read_csv(path, dtype=str)
+    if not {"id", "label"} <= set(labels.columns):
+        raise DataError(f"{path} needs the columns id and label; it has {', '.join(labels.columns)}")
+    bad = sorted(set(labels["label"].str.strip().str.lower()) - {"normal", "anomalous"})
+    if bad:
+        raise DataError(f"{path}: labels must be 'normal' or 'anomalous'; found {bad[:5]}")
+    position = {str(i): k for k, i in enumerate(ids)}
+    unknown = [i for i in labels["id"] if i not in position]
+    if unknown:
+        raise DataError(f"{path} names {len(unknown)} id(s) not in the data, e.g. {unknown[:5]}")
+    semi = np.zeros(len(ids), dtype=np.int64)
+    for i, label in zip(labels["id"], labels["label"].str.strip().str.lower(), strict=True):
+        semi[position[i]] = 1 if label == "normal" else -1
+    return semi
+
+
+def _add_info(commands) -> None:
+    p = commands.add_parser("info", help="describe a bundle", description="Verify a bundle and print its manifest.")
+    p.add_argument("bundle", help="bundle folder or .zip")
+    p.set_defaults(run=_run_info)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    import json
+
+    from deepsad_core.detector import load_detector
+
+    info = load_detector(args.bundle).info()
+    print(json.dumps(info, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepsad",
@@ -78,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deepsad {deepsad_core.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_simulate(commands)
+    for add in (_add_train, _add_export, _add_score, _add_info, _add_simulate):
+        add(commands)
     return parser
 
 
@@ -88,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    return int(args.run(args) or 0)
+    from deepsad_core.exceptions import DeepSADError
+
+    try:
+        return int(args.run(args) or 0)
+    except (DeepSADError, FileExistsError, FileNotFoundError) as e:  # a clear line, not a traceback
+        print(f"deepsad {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -247,6 +247,38 @@ class Project:
         done = [r for r in self.rounds() if r.status == "done"]
         return done[-1] if done else None
 
+    def export(self, out: str | os.PathLike | None = None, round_number: int | None = None) -> Path:
+        """Write a detector bundle of a round (default: the current one); returns its path.
+
+        Default destination: ``exports/round-NNNN.zip`` in the project folder.
+        """
+        from deepsad_core.estimator import DeepSAD
+        from deepsad_core.export import export_bundle
+
+        done = {r.number: r for r in self.rounds() if r.status == "done"}
+        if not done:
+            raise DataError("this project has no finished round yet: run a round before exporting")
+        number = max(done) if round_number is None else round_number
+        if number not in done:
+            raise DataError(f"round {number} did not finish; finished rounds: {sorted(done)}")
+        view = done[number]
+        model = DeepSAD.load(view.path / "model", device="cpu")
+        out = Path(out) if out is not None else self.path / _EXPORTS / f"round-{number:04d}.zip"
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(len(self), min(1000, len(self)), replace=False))
+        metrics = view.row["metrics"] or {}
+        info = {
+            "round": number,
+            "project": self.name,
+            "training_config": view.row["config"],
+            "label_counts": {k: metrics.get(k) for k in ("labels", "labeled_normal", "labeled_anomalous")},
+            "metrics": {k: v for k, v in metrics.items() if k in ("auc", "ap", "auc_unlabeled", "anomalies_found")},
+        }
+        paths = export_bundle(
+            model, self.preprocessor, out, X_sample=np.asarray(self.X[sample]), threshold=view.threshold, info=info
+        )
+        return paths[0] if len(paths) == 1 else out
+
     def next_round_number(self) -> int:
         return max((r["number"] for r in self.store.rounds()), default=-1) + 1
 

@@ -1,0 +1,198 @@
+"""Scoring with an exported bundle, anywhere: no Streamlit, no pickle, torch only for TorchScript.
+
+>>> from deepsad_core import load_detector            # doctest: +SKIP
+>>> detector = load_detector("bundle.zip")           # doctest: +SKIP
+>>> detector.decision_function("new_rows.csv")       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from deepsad_core.data.images import IMAGE_SUFFIXES
+from deepsad_core.data.loader import read_any_table
+from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor, preprocessor_from_dict
+from deepsad_core.exceptions import DataError, DeepSADError
+
+__all__ = ["BundleError", "Detector", "load_detector"]
+
+_FORMAT, _VERSION = "deepsad-bundle", 1
+_FILES = ("model.onnx", "model.torchscript.pt", "manifest.json")
+_SCORE_BATCH = 65536
+
+
+class BundleError(DeepSADError, ValueError):
+    """A bundle that is not one, was changed after export, or comes from an incompatible version."""
+
+
+def _read_bundle(path: Path) -> dict[str, bytes]:
+    if path.is_dir():
+        names = [n for n in (*_FILES, "SHA256SUMS") if (path / n).is_file()]
+        return {n: (path / n).read_bytes() for n in names}
+    if not path.exists():
+        raise BundleError(f"{path} does not exist")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            wanted = set((*_FILES, "SHA256SUMS"))
+            return {i.filename: zf.read(i) for i in zf.infolist() if i.filename in wanted and i.file_size < 2**31}
+    except zipfile.BadZipFile:
+        raise BundleError(f"{path} is neither a bundle folder nor a bundle .zip") from None
+
+
+def _verify(files: dict[str, bytes], path: Path) -> dict[str, Any]:
+    import hashlib
+
+    if "SHA256SUMS" not in files or "manifest.json" not in files:
+        raise BundleError(f"{path} is not a DeepSAD Studio bundle (no manifest.json or SHA256SUMS)")
+    expected = {}
+    for line in files["SHA256SUMS"].decode("utf-8", "replace").splitlines():
+        digest, _, name = line.partition("  ")
+        expected[name.strip()] = digest.strip()
+    for name in _FILES:
+        if name not in files:
+            raise BundleError(f"{path} is incomplete: {name} is missing")
+        if hashlib.sha256(files[name]).hexdigest() != expected.get(name):
+            raise BundleError(f"{path} was modified after export: the checksum of {name} does not match")
+    try:
+        manifest = json.loads(files["manifest.json"])
+    except json.JSONDecodeError as e:
+        raise BundleError(f"{path}: manifest.json is not valid JSON ({e})") from None
+    if manifest.get("format") != _FORMAT or manifest.get("format_version") != _VERSION:
+        raise BundleError(
+            f"{path} holds format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
+            f"this version of deepsad_core reads {_FORMAT!r} version {_VERSION}"
+        )
+    return manifest
+
+
+class Detector:
+    """A loaded bundle: ``decision_function`` (higher = more anomalous), ``predict`` (1 = anomaly), ``embed``.
+
+    Inputs: a DataFrame, an array, a file path (table, array or image), a list of image paths or a
+    folder of images. Tables are preprocessed with the bundled preprocessor; a file whose columns
+    differ from the training schema is refused with the column names.
+    """
+
+    def __init__(self, manifest: dict[str, Any], files: dict[str, bytes], backend: str) -> None:
+        self.manifest = manifest
+        self.backend = backend
+        self.preprocessor: TabularPreprocessor | ImagePreprocessor = preprocessor_from_dict(manifest["preprocessor"])
+        self.threshold_ = float(manifest["threshold"]["value"])
+        self.center_ = np.asarray(manifest["center"], dtype=np.float32)
+        self.input_shape_ = tuple(manifest["input"]["model_input"])
+        if backend == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            self._session = ort.InferenceSession(files["model.onnx"], options, providers=["CPUExecutionProvider"])
+        elif backend == "torchscript":
+            import torch
+
+            with warnings.catch_warnings():  # TorchScript is deprecated upstream, and still what loads anywhere
+                warnings.simplefilter("ignore", FutureWarning)
+                self._module = torch.jit.load(io.BytesIO(files["model.torchscript.pt"]), map_location="cpu").eval()
+        else:
+            raise ValueError(f"backend must be 'onnx' or 'torchscript'; got {backend!r}")
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["input"]["kind"]
+
+    # --- inputs -----------------------------------------------------------------------------------
+
+    def features(self, data: Any) -> np.ndarray:
+        """Model input for ``data`` (see the class docstring), preprocessed as in training."""
+        if self.kind == "tabular":
+            return self.preprocessor.transform(self._table(data))
+        return self.preprocessor.transform(list(self._images(data)))
+
+    def _table(self, data: Any) -> pd.DataFrame:
+        if isinstance(data, pd.DataFrame):
+            return data
+        if isinstance(data, np.ndarray):
+            used = [*self.preprocessor.numeric, *self.preprocessor.categorical]
+            if data.ndim != 2 or data.shape[1] != len(used):
+                raise DataError(
+                    f"an array to score needs shape (rows, {len(used)}) with the columns {used}; got {data.shape}"
+                )
+            return pd.DataFrame(data, columns=used)
+        return read_any_table(data)
+
+    def _images(self, data: Any) -> Iterator[Image.Image]:
+        if isinstance(data, np.ndarray):
+            pixels = data if data.dtype == np.uint8 else np.round(np.clip(data, 0, 1) * 255).astype(np.uint8)
+            if pixels.ndim == 4 and pixels.shape[1] in (1, 3) and pixels.shape[-1] not in (1, 3):
+                pixels = pixels.transpose(0, 2, 3, 1)
+            for p in pixels:
+                yield Image.fromarray(p[..., 0] if p.ndim == 3 and p.shape[-1] == 1 else p)
+            return
+        if isinstance(data, (str, Path)) and Path(data).suffix.lower() in (".npy", ".npz"):
+            from deepsad_core.data.loader import _read_arrays
+
+            yield from self._images(_read_arrays(Path(data), Path(data).name)[0])
+            return
+        paths = [Path(p) for p in data] if isinstance(data, (list, tuple)) else [Path(data)]
+        if len(paths) == 1 and paths[0].is_dir():
+            paths = sorted(p for p in paths[0].rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        for p in paths:
+            try:
+                yield Image.open(p)
+            except (OSError, ValueError) as e:
+                raise DataError(f"{p} is not a readable image: {e}") from None
+
+    # --- scoring ----------------------------------------------------------------------------------
+
+    def _run(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if X.shape[1:] != self.input_shape_:
+            raise DataError(f"model input has shape {X.shape[1:]}, the bundle expects {self.input_shape_}")
+        scores, latents = [], []
+        for s in range(0, len(X), _SCORE_BATCH):
+            batch = np.ascontiguousarray(X[s : s + _SCORE_BATCH], dtype=np.float32)
+            if self.backend == "onnx":
+                score, latent = self._session.run(["score", "latent"], {"input": batch})
+            else:
+                import torch
+
+                with torch.inference_mode():
+                    score, latent = (t.numpy() for t in self._module(torch.from_numpy(batch)))
+            scores.append(score)
+            latents.append(latent)
+        return np.concatenate(scores).astype(np.float64), np.concatenate(latents)
+
+    def score_features(self, X: np.ndarray) -> np.ndarray:
+        """Scores of already preprocessed model input (what ``features`` returns)."""
+        return self._run(X)[0]
+
+    def decision_function(self, data: Any) -> np.ndarray:
+        """Anomaly scores ``||phi(x) - c||^2``, higher = more anomalous."""
+        return self._run(self.features(data))[0]
+
+    def predict(self, data: Any) -> np.ndarray:
+        """1 = anomaly (score above ``threshold_``), 0 = normal."""
+        return (self.decision_function(data) > self.threshold_).astype(np.int64)
+
+    def embed(self, data: Any) -> np.ndarray:
+        """Latent vectors ``phi(x)``."""
+        return self._run(self.features(data))[1]
+
+    def info(self) -> dict[str, Any]:
+        """What the bundle says about itself (the manifest without the preprocessor's arrays)."""
+        return {k: v for k, v in self.manifest.items() if k not in ("preprocessor", "center")}
+
+
+def load_detector(path: str | Path, backend: str = "onnx") -> Detector:
+    """Load a bundle folder or ``.zip`` after verifying every file's checksum; never unpickles."""
+    path = Path(path)
+    files = _read_bundle(path)
+    return Detector(_verify(files, path), files, backend)
