@@ -247,10 +247,16 @@ class Project:
         done = [r for r in self.rounds() if r.status == "done"]
         return done[-1] if done else None
 
-    def export(self, out: str | os.PathLike | None = None, round_number: int | None = None) -> Path:
+    def export(
+        self,
+        out: str | os.PathLike | None = None,
+        round_number: int | None = None,
+        threshold: dict[str, Any] | None = None,
+    ) -> Path:
         """Write a detector bundle of a round (default: the current one); returns its path.
 
-        Default destination: ``exports/round-NNNN.zip`` in the project folder.
+        Default destination: ``exports/round-NNNN.zip`` in the project folder. ``threshold``
+        (``{"value", "method", "detail"}``) overrides the round's own.
         """
         from deepsad_core.estimator import DeepSAD
         from deepsad_core.export import export_bundle
@@ -275,7 +281,12 @@ class Project:
             "metrics": {k: v for k, v in metrics.items() if k in ("auc", "ap", "auc_unlabeled", "anomalies_found")},
         }
         paths = export_bundle(
-            model, self.preprocessor, out, X_sample=np.asarray(self.X[sample]), threshold=view.threshold, info=info
+            model,
+            self.preprocessor,
+            out,
+            X_sample=np.asarray(self.X[sample]),
+            threshold=threshold or view.threshold,
+            info=info,
         )
         return paths[0] if len(paths) == 1 else out
 

@@ -4,7 +4,7 @@
 synchronously (tests, the CLI). Progress (phase, epoch, loss, ETA) is read with :meth:`status`, a
 copy taken under a lock. :meth:`cancel` stops training at the next epoch. A round that fails or is
 cancelled is recorded with its reason; the previous round stays current. After a round is committed
-the worker computes its UMAP map and adds it to the round folder.
+the worker draws its UMAP map in another thread and adds it to the round folder.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ class RoundWorker:
         self._status = RoundStatus()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
+        self._map_thread: threading.Thread | None = None
+        self._map_lock = threading.Lock()
 
     # --- control --------------------------------------------------------------------------------
 
@@ -158,9 +160,12 @@ class RoundWorker:
             detail = f"{type(e).__name__}: {e}"
             self._record_failure(number, "failed", detail, started_at, t0, semi, config, traceback.format_exc())
             return self.status()
-        self._set(state="done", phase="map", message=f"round {number} ready; computing the UMAP map")
-        self._add_umap(number, out.latents, previous)
-        self._set(phase="", message=f"round {number} ready")
+        self._set(state="done", phase="", message=f"round {number} ready; the UMAP map follows")
+        # the map is drawn in its own thread: the next round may start meanwhile (maps run one at a time)
+        self._map_thread = threading.Thread(
+            target=self._add_umap, args=(number, out.latents, previous), name="deepsad-map", daemon=True
+        )
+        self._map_thread.start()
         return self.status()
 
     def _on_progress(self, p: Progress) -> bool:
@@ -188,8 +193,16 @@ class RoundWorker:
         finally:
             self._set(state=status, phase="", message=detail)
 
+    def wait_for_map(self, timeout: float | None = None) -> None:
+        if self._map_thread is not None:
+            self._map_thread.join(timeout)
+
     def _add_umap(self, number: int, latents: np.ndarray, previous) -> None:
         """The UMAP layout, started from the previous one; written beside the round atomically."""
+        with self._map_lock:
+            self._draw_umap(number, latents, previous)
+
+    def _draw_umap(self, number: int, latents: np.ndarray, previous) -> None:
         try:
             before = previous.map_coords() if previous is not None else None
             umap = umap_map(latents, before)
@@ -201,8 +214,15 @@ class RoundWorker:
             if before is not None:
                 info["shift_vs_previous"] = layout_shift(before, umap.coords)
             (folder / "map.json").write_text(json.dumps(info))
+            self._note_map(number, f"round {number} ready; UMAP map drawn")
         except Exception as e:  # the PCA map stays; the round itself is fine
-            self._set(message=f"round {number} ready; UMAP map failed ({type(e).__name__}: {e}), PCA shown")
+            self._note_map(number, f"round {number} ready; UMAP map failed ({type(e).__name__}: {e}), PCA shown")
+
+    def _note_map(self, number: int, message: str) -> None:
+        """Report on a map, unless a newer round has started meanwhile (its status is what counts)."""
+        with self._lock:
+            if self._status.round_number == number and self._status.state != "running":
+                self._status = replace(self._status, message=message)
 
 
 def queue_frame(queue: list[dict]) -> pd.DataFrame:

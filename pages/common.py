@@ -1,0 +1,161 @@
+"""Shared chrome for the pages: workspace, the open project, its worker, and small renderers.
+
+Session-state keys (all set by ``init_state``): ``project_path``, ``annotator``, and per page
+``label.*``, ``map.*``, ``export.*``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+from streamlit.runtime.pages_manager import PagesManager
+
+from deepsad_core.exceptions import DeepSADError
+from deepsad_core.projection import warm_up
+from deepsad_core.studio import Project
+from deepsad_core.studio.worker import RoundWorker
+
+SAMPLE_DIR = Path(__file__).parents[1] / "sample_data"
+SAMPLES = {
+    "Breast cancer (table)": SAMPLE_DIR / "breast_cancer.csv",
+    "Handwritten digits (images)": SAMPLE_DIR / "digits.zip",
+}
+
+
+def workspace() -> Path:
+    """``DEEPSAD_WORKSPACE``, else ``~/deepsad-workspace``."""
+    return Path(os.environ.get("DEEPSAD_WORKSPACE", Path.home() / "deepsad-workspace")).expanduser()
+
+
+def init_state() -> None:
+    # With a pages/ folder beside app.py, Streamlit serves the very first request after start-up the
+    # old way (pages/ as the page list, app.py skipped) when that request opens a page's URL directly.
+    # Hand such a run over to app.py's st.navigation at once.
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+    st.session_state.setdefault("project_path", None)
+    st.session_state.setdefault("annotator", "expert")
+    st.session_state.setdefault("label.skipped", set())
+    st.session_state.setdefault("round.seen_state", None)
+    start_umap_warm_up()
+
+
+@st.cache_resource
+def start_umap_warm_up() -> threading.Thread:
+    """Compile UMAP's numba code once per server, in the background, while the user looks around."""
+    thread = threading.Thread(target=warm_up, name="umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+@st.cache_resource
+def worker_for(path: str) -> RoundWorker:
+    """One worker per project, shared by every browser tab."""
+    return RoundWorker(Project.open(path))
+
+
+def remember_project(path: str) -> None:
+    """Open ``path`` in this session and remember it for the next visit (or a page reload)."""
+    st.session_state["project_path"] = path
+    (workspace() / ".last-opened").write_text(path)
+
+
+def open_project() -> Project | None:
+    path = st.session_state.get("project_path")
+    last = workspace() / ".last-opened"
+    if not path and last.exists() and Path(last.read_text()).is_dir():
+        path = st.session_state["project_path"] = last.read_text()
+    if not path:
+        return None
+    try:
+        return worker_for(path).project
+    except DeepSADError as e:
+        st.error(f"The project could not be opened: {e}")
+        st.session_state["project_path"] = None
+        return None
+
+
+def require_project() -> Project:
+    """The open project, or a pointer to the Projects page and a stop."""
+    project = open_project()
+    if project is None:
+        st.info("No project is open yet.")
+        st.page_link("pages/projects.py", label="Open or create a project", icon=":material/folder_open:")
+        st.stop()
+    return project
+
+
+def sidebar(project: Project | None) -> None:
+    with st.sidebar:
+        st.text_input("Your name (recorded with each label)", key="annotator")
+        if project is not None:
+            st.markdown(f"**{project.name}**  \n{len(project):,} samples · {project.kind}")
+
+
+def round_progress(worker: RoundWorker, key: str) -> None:
+    """Live progress of the worker (polled every second); reruns the page when a round ends."""
+
+    @st.fragment(run_every=1.0)
+    def poll() -> None:
+        s = worker.status()
+        if s.state == "running":
+            eta = f" · about {s.eta_seconds:.0f} s left in this phase" if s.eta_seconds else ""
+            loss = f" · loss {s.loss:.4g}" if s.loss is not None else ""
+            st.progress(
+                min(s.fraction, 1.0),
+                text=f"Round {s.round_number}: {s.phase} epoch {s.epoch}/{s.epochs}{loss}{eta}",
+            )
+            st.button("Cancel round", key=f"{key}.cancel", on_click=worker.cancel)
+        elif s.state in ("failed", "cancelled"):
+            st.warning(f"Round {s.round_number} {s.state}: {s.message}")
+        elif s.message:
+            st.caption(s.message)
+        previous = st.session_state.get("round.seen_state")
+        st.session_state["round.seen_state"] = (s.state, s.round_number)
+        if previous is not None and previous[0] == "running" and s.state != "running":
+            st.rerun(scope="app")
+
+    poll()
+
+
+def start_round(worker: RoundWorker) -> None:
+    if worker.start():
+        st.session_state["round.seen_state"] = ("running", None)
+        st.toast("Training started; keep labeling meanwhile.")
+    else:
+        st.toast("A round is already running.")
+
+
+def thumbnail(pixels: np.ndarray, size: int = 96) -> Image.Image:
+    """A sample's pixels, enlarged without blurring, for display."""
+    image = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+    scale = max(1, size // max(image.size))
+    return image.resize((image.size[0] * scale, image.size[1] * scale), Image.Resampling.NEAREST)
+
+
+@st.cache_data(show_spinner=False)
+def feature_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Median and spread (IQR) of every model feature, to say which values stand out."""
+    X = np.asarray(Project.open(path).X, dtype=np.float64)
+    q1, median, q3 = np.quantile(X, [0.25, 0.5, 0.75], axis=0)
+    return median, np.maximum(q3 - q1, 1e-6)
+
+
+def standout_values(project: Project, index: int, k: int = 4) -> list[str]:
+    """The ``k`` raw column values of a row that lie farthest from the typical row."""
+    median, spread = feature_reference(str(project.path))
+    z = (np.asarray(project.X[index], dtype=np.float64) - median) / spread
+    names = project.preprocessor.feature_names
+    raw = project.raw.iloc[index]
+    out = []
+    for j in np.argsort(-np.abs(z))[:k]:
+        column = names[j].split("=")[0]
+        arrow = "▲" if z[j] > 0 else "▼"
+        out.append(f"{arrow} **{column}** = {raw[column]}")
+    return out

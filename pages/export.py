@@ -1,0 +1,113 @@
+"""Export: choose the threshold with the labels, download the detector, score a file with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from deepsad_core.data import load_dataset, read_any_table
+from deepsad_core.detector import load_detector
+from deepsad_core.exceptions import DeepSADError
+from deepsad_core.studio import Project
+from deepsad_core.threshold import tradeoff_curve
+from pages.common import init_state, require_project, sidebar
+
+
+def render_threshold(project: Project) -> float:
+    current = project.current_round()
+    curve = tradeoff_curve(current.scores, project.semi_targets())
+    chosen = current.threshold
+    st.caption(f"Suggested: {chosen['value']:.4g} ({chosen['method']}: {chosen['detail']})")
+    values = curve["threshold"].tolist()
+    default = min(values, key=lambda v: abs(v - chosen["value"]))
+    value = st.select_slider(
+        "Threshold (samples scoring above it are flagged)", options=values, value=default,
+        format_func=lambda v: f"{v:.4g}", key="export.threshold",
+    )  # fmt: skip
+    row = curve[curve.threshold == value].iloc[0]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Flagged", f"{int(row.flagged)} of {len(current.scores)}")
+    c2.metric("Precision on labels", "-" if pd.isna(row.precision) else f"{row.precision:.2f}")
+    c3.metric("Recall on labels", "-" if pd.isna(row.recall) else f"{row.recall:.2f}")
+    if curve["precision"].notna().any():
+        st.line_chart(curve.set_index("threshold")[["precision", "recall"]], height=220)
+    return float(value)
+
+
+def render_download(project: Project, threshold: float) -> None:
+    current = project.current_round()
+    if st.button("Build the detector bundle", key="export.build"):
+        out = project.path / "exports" / f"round-{current.number:04d}.zip"
+        with st.spinner("Exporting to ONNX and TorchScript and checking their scores..."):
+            path = project.export(out, threshold={"value": threshold, "method": "chosen in the app",
+                                                  "detail": "picked on the Export page"})  # fmt: skip
+        st.session_state["export.bundle"] = str(path)
+    bundle = st.session_state.get("export.bundle")
+    if bundle and Path(bundle).exists():
+        parity = load_detector(bundle).info()["parity"]
+        st.success(
+            f"Bundle ready: ONNX scores within {parity['onnx_max_rel_diff']:.1e}, TorchScript within "
+            f"{parity['torchscript_max_rel_diff']:.1e} of the live model (relative)."
+        )
+        st.download_button(
+            "Download the detector (.zip)", Path(bundle).read_bytes(), file_name=Path(bundle).name,
+            mime="application/zip", key="export.download",
+        )  # fmt: skip
+
+
+def score_upload(project: Project, bundle: str, upload) -> pd.DataFrame:
+    detector = load_detector(bundle)
+    if project.kind == "tabular":
+        frame = read_any_table(upload, filename=upload.name)
+        scores = detector.decision_function(frame)
+        ids = [c for c in project.preprocessor.ignored if c in frame.columns]
+        out = frame[ids].copy() if ids else pd.DataFrame({"row": np.arange(len(frame))})
+    else:
+        pre = project.preprocessor
+        data = load_dataset(upload, filename=upload.name, image_size=pre.size, channels=pre.channels)
+        scores = detector.score_features(data.X)
+        out = pd.DataFrame({"file": data.ids})
+    out["score"] = scores
+    out["anomaly"] = (scores > detector.threshold_).astype(int)
+    return out.sort_values("score", ascending=False)
+
+
+def render_scoring(project: Project) -> None:
+    st.subheader("Score new data with the bundle")
+    bundle = st.session_state.get("export.bundle")
+    if not bundle:
+        st.caption("Build the bundle first.")
+        return
+    kinds = ["csv", "tsv", "parquet", "npy", "npz"] if project.kind == "tabular" else ["zip"]
+    upload = st.file_uploader("A file with the same columns as the project's data", type=kinds, key="export.upload")
+    if upload is None:
+        return
+    try:
+        scored = score_upload(project, bundle, upload)
+    except DeepSADError as e:
+        st.error(f"This file cannot be scored: {e}")
+        return
+    st.dataframe(scored.head(200), width="stretch", hide_index=True)
+    st.download_button(
+        "Download the scores (.csv)", scored.to_csv(index=False).encode(),
+        file_name=f"{Path(upload.name).stem}-scores.csv", mime="text/csv", key="export.scores",
+    )  # fmt: skip
+
+
+def main() -> None:
+    init_state()
+    project = require_project()
+    sidebar(project)
+    st.title("Export the detector")
+    if project.current_round() is None:
+        st.info("Export is possible once a round has finished.")
+        return
+    threshold = render_threshold(project)
+    render_download(project, threshold)
+    render_scoring(project)
+
+
+main()

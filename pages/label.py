@@ -1,0 +1,142 @@
+"""Label: the current queue in sections, one click per decision, undo, and the next round."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from deepsad_core.studio import Project
+from deepsad_core.studio.worker import RoundWorker
+from pages.common import (
+    init_state,
+    require_project,
+    round_progress,
+    sidebar,
+    standout_values,
+    start_round,
+    thumbnail,
+    worker_for,
+)
+
+SECTIONS = {
+    "most_anomalous": ("Most anomalous", "The highest scores: where anomalies are found."),
+    "most_uncertain": ("Most uncertain", "Scores closest to the threshold: where the boundary is decided."),
+    "diverse": ("Diverse picks", "Far from everything labeled: parts of the data nobody has looked at."),
+}
+
+
+def pending_queue(project: Project, current) -> list[dict]:
+    """The current round's queue without what was labeled or skipped since."""
+    if current is None:
+        return []
+    labels = project.labels()
+    skipped = st.session_state["label.skipped"]
+    return [q for q in current.queue if q["index"] not in labels and (current.number, q["index"]) not in skipped]
+
+
+def give_label(project: Project, indices: list[int], label: str) -> None:
+    start = time.perf_counter()
+    current = project.current_round()
+    project.label(indices, label, st.session_state["annotator"], current.number if current else None)
+    st.session_state["label.last_ms"] = (time.perf_counter() - start) * 1000
+
+
+def skip(round_number: int, index: int) -> None:
+    st.session_state["label.skipped"] = st.session_state["label.skipped"] | {(round_number, index)}
+
+
+def undo(project: Project) -> None:
+    undone = project.undo(st.session_state["annotator"])
+    st.session_state["label.undo_message"] = (
+        f"Undid the label of {len(undone)} sample(s)." if undone else "Nothing to undo."
+    )
+
+
+def render_item(project: Project, item: dict, column) -> None:
+    i = item["index"]
+    with column.container(border=True):
+        if project.kind == "image":
+            st.image(thumbnail(project.pixels[i]), caption=item["sample_id"])
+        else:
+            st.markdown(f"**{item['sample_id']}**")
+            st.markdown("  \n".join(standout_values(project, i)))
+        st.caption(item["reason"])
+        b1, b2, b3 = st.columns([1.3, 1.5, 1])
+        key = f"label.{item['strategy']}"  # the section is in the key, so tests can find each queue's items
+        b1.button("Normal", key=f"{key}.n.{i}", on_click=give_label, args=(project, [i], "normal"))
+        b2.button(
+            "Anomalous", key=f"{key}.a.{i}", on_click=give_label, args=(project, [i], "anomalous"), type="primary"
+        )
+        b3.button("Skip", key=f"{key}.s.{i}", on_click=skip, args=(item["round"], i))
+
+
+def render_section(project: Project, strategy: str, items: list[dict]) -> None:
+    title, help_text = SECTIONS.get(strategy, (strategy, ""))
+    st.subheader(f"{title} ({len(items)})", help=help_text)
+    per_row = 5 if project.kind == "image" else 3
+    for start in range(0, len(items), per_row):
+        columns = st.columns(per_row)
+        for item, column in zip(items[start : start + per_row], columns, strict=False):
+            render_item(project, item, column)
+    st.button(
+        f"Mark the rest of '{title}' normal",
+        key=f"label.rest.{strategy}",
+        on_click=give_label,
+        args=(project, [q["index"] for q in items], "normal"),
+    )
+
+
+def render_header(project: Project, worker: RoundWorker, queue: list[dict], current) -> None:
+    labels = project.labels()
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Round", "-" if current is None else current.number)
+    c2.metric("Labeled normal", sum(v == "normal" for v in labels.values()))
+    c3.metric("Labeled anomalous", sum(v == "anomalous" for v in labels.values()))
+    c4.metric("Left in this queue", len(queue))
+    b1, b2, _ = st.columns([1, 1, 3])
+    b1.button("Undo last action", key="label.undo", on_click=undo, args=(project,))
+    b2.button(
+        "Train next round",
+        key="label.train",
+        disabled=worker.busy,
+        type="primary",
+        on_click=start_round,
+        args=(worker,),
+    )
+    if message := st.session_state.pop("label.undo_message", None):
+        st.toast(message)
+
+
+def label_body(project: Project, worker: RoundWorker) -> None:
+    """The counts and the queue. (Not an st.fragment: a fragment rerun that changes the number of
+    cards left stale buttons on the page in Streamlit 1.67, so each click reruns the page.)"""
+    current = project.current_round()
+    queue = pending_queue(project, current)
+    render_header(project, worker, queue, current)
+    if current is None:
+        st.info("Round 0 is training: the first queue appears here when it is done.")
+        return
+    if not queue:
+        st.success("This queue is done. Train the next round to get new suggestions.")
+        return
+    by_section: dict[str, list[dict]] = {}
+    for item in queue:
+        item["round"] = current.number
+        by_section.setdefault(item["strategy"], []).append(item)
+    for strategy in SECTIONS:
+        if by_section.get(strategy):
+            render_section(project, strategy, by_section[strategy])
+
+
+def main() -> None:
+    init_state()
+    project = require_project()
+    sidebar(project)
+    worker = worker_for(str(project.path))
+    st.title("Label")
+    round_progress(worker, "label")
+    label_body(project, worker)
+
+
+main()

@@ -1,0 +1,136 @@
+"""Map: the detector's latent space (UMAP, PCA until ready); select points to see or label them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from deepsad_core.studio import Project
+from pages.common import init_state, require_project, round_progress, sidebar, thumbnail, worker_for
+
+COLOR_BY = ("score", "label", "queue", "truth")
+
+
+def map_frame(project: Project) -> pd.DataFrame:
+    current = project.current_round()
+    coords = current.map_coords()
+    labels = project.labels()
+    queued = {q["index"]: q["strategy"] for q in current.queue}
+    frame = pd.DataFrame(
+        {
+            "index": np.arange(len(project)),
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "sample_id": project.sample_ids,
+            "score": current.scores,
+            "label": [labels.get(i, "unlabeled") for i in range(len(project))],
+            "queue": [queued.get(i, "-") for i in range(len(project))],
+        }
+    )
+    truth = project.truth()
+    if truth is not None:
+        frame["truth"] = np.where(truth == 1, "anomaly", "normal")
+    return frame
+
+
+def figure(frame: pd.DataFrame, color_by: str, hover: list[str]) -> go.Figure:
+    fig = go.Figure()
+    if color_by == "score":
+        fig.add_trace(
+            go.Scattergl(
+                x=frame.x, y=frame.y, mode="markers", customdata=frame["index"], hovertext=hover,
+                hoverinfo="text",
+                marker={"color": np.log10(frame.score + 1e-9), "colorscale": "Inferno", "size": 7,
+                        "colorbar": {"title": "log10 score"}},
+            )
+        )  # fmt: skip
+    else:
+        for value, part in frame.groupby(color_by):
+            fig.add_trace(
+                go.Scattergl(
+                    x=part.x, y=part.y, mode="markers", name=str(value), customdata=part["index"],
+                    hovertext=[hover[i] for i in part["index"]], hoverinfo="text", marker={"size": 7},
+                )
+            )  # fmt: skip
+    fig.update_layout(height=600, dragmode="lasso", margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    return fig
+
+
+def hover_texts(project: Project, frame: pd.DataFrame) -> list[str]:
+    if project.kind == "tabular":
+        raw = project.raw
+        shown = [c for c in raw.columns if c not in project.preprocessor.ignored][:4]
+        values = raw[shown].astype(str).to_numpy()
+        return [
+            f"{sid}<br>score {s:.3g}<br>" + "<br>".join(f"{c}: {v}" for c, v in zip(shown, row, strict=True))
+            for sid, s, row in zip(frame.sample_id, frame.score, values, strict=True)
+        ]
+    return [f"{sid}<br>score {s:.3g}" for sid, s in zip(frame.sample_id, frame.score, strict=True)]
+
+
+def render_selection(project: Project, frame: pd.DataFrame, selected: list[int]) -> None:
+    if len(selected) == 1:
+        i = selected[0]
+        st.subheader(f"Sample {frame.sample_id[i]}")
+        st.caption(f"score {frame.score[i]:.4g} · label {frame.label[i]}")
+        if project.kind == "image":
+            st.image(thumbnail(project.pixels[i], 160))
+        else:
+            st.dataframe(project.raw.iloc[[i]].T, width="stretch")
+    st.subheader(f"{len(selected)} sample(s) selected")
+    with st.form("map.bulk"):
+        label = st.radio("Label them", ["normal", "anomalous"], horizontal=True)
+        sure = st.checkbox(f"Yes, label all {len(selected)} selected samples")
+        if st.form_submit_button("Apply label"):
+            if not sure:
+                st.warning("Tick the confirmation first.")
+            else:
+                current = project.current_round()
+                project.label(selected, label, st.session_state["annotator"], current.number)
+                st.session_state["map.selection"] = []
+                st.success(f"Labeled {len(selected)} sample(s) {label}.")
+
+
+def sample_index(point: dict) -> int:
+    """The sample index a selected point carries (plotly may wrap scalar customdata in a list)."""
+    value = point["customdata"]
+    return int(value[0] if isinstance(value, (list, tuple)) else value)
+
+
+def main() -> None:
+    init_state()
+    project = require_project()
+    sidebar(project)
+    worker = worker_for(str(project.path))
+    st.title("Map of the latent space")
+    round_progress(worker, "map")
+    current = project.current_round()
+    if current is None:
+        st.info("The map appears after round 0.")
+        return
+    frame = map_frame(project)
+    options = [c for c in COLOR_BY if c in frame.columns]
+    color_by = st.segmented_control("Colour by", options, default="score", key="map.color") or "score"
+    st.caption(
+        f"Round {current.number} · {current.map_method.upper()} layout"
+        + (" (UMAP follows when ready)" if current.map_method == "pca" else "")
+        + " · drag a lasso or a box to select, click a point for its details"
+    )
+    event = st.plotly_chart(
+        figure(frame, color_by, hover_texts(project, frame)),
+        key="map.chart",
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+        width="stretch",
+    )
+    points = event.selection.points if event and event.selection else []
+    if points:  # copied at once: any change of the figure resets the chart's own selection
+        st.session_state["map.selection"] = sorted({sample_index(p) for p in points if "customdata" in p})
+    selected = st.session_state.get("map.selection") or []
+    if selected:
+        render_selection(project, frame, selected)
+
+
+main()

@@ -1,0 +1,76 @@
+"""Rounds: start or cancel training, watch progress, compare rounds, see the scores."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from deepsad_core.studio import Project
+from pages.common import init_state, require_project, round_progress, sidebar, start_round, worker_for
+
+
+def history(project: Project) -> pd.DataFrame:
+    rows = []
+    for r in project.rounds():
+        metrics = r.row["metrics"] or {}
+        threshold = r.threshold if r.status == "done" else {}
+        rows.append(
+            {
+                "round": r.number,
+                "status": r.status,
+                "labels": r.row["n_labels"],
+                "threshold": threshold.get("value"),
+                "threshold from": threshold.get("method"),
+                "AUC": metrics.get("auc"),
+                "AP": metrics.get("ap"),
+                "anomalies found": metrics.get("anomalies_found"),
+                "seconds": r.row["seconds"],
+                "finished": r.row["finished_at"],
+                "problem": r.row["error"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def score_histogram(project: Project) -> go.Figure:
+    current = project.current_round()
+    fig = px.histogram(x=current.scores, nbins=60, log_y=True, labels={"x": "anomaly score"})
+    fig.add_vline(x=current.threshold["value"], line_dash="dash", line_color="red", annotation_text="threshold")
+    fig.update_layout(height=320, margin={"t": 30}, showlegend=False, yaxis_title="samples")
+    return fig
+
+
+def main() -> None:
+    init_state()
+    project = require_project()
+    sidebar(project)
+    worker = worker_for(str(project.path))
+    st.title("Rounds")
+    st.button(
+        "Train next round",
+        key="rounds.train",
+        disabled=worker.busy,
+        type="primary",
+        on_click=start_round,
+        args=(worker,),
+    )
+    round_progress(worker, "rounds")
+    table = history(project)
+    if table.empty:
+        st.info("No round has finished yet.")
+        return
+    st.dataframe(table, width="stretch", hide_index=True)
+    if project.current_round() is not None:
+        st.subheader("Scores of the current round")
+        st.plotly_chart(score_histogram(project), width="stretch")
+    done = table[(table.status == "done") & table["AUC"].notna()]
+    if len(done) > 1:
+        st.subheader("Learning curve (needs truth)")
+        fig = px.line(done, x="labels", y=["AUC", "AP"], markers=True)
+        fig.update_layout(height=320, yaxis_title="on all samples", margin={"t": 30})
+        st.plotly_chart(fig, width="stretch")
+
+
+main()
