@@ -42,8 +42,12 @@ def render_download(project: Project, threshold: float) -> None:
     if st.button("Build the detector bundle", key="export.build"):
         out = project.path / "exports" / f"round-{current.number:04d}.zip"
         with st.spinner("Exporting to ONNX and TorchScript and checking their scores..."):
-            path = project.export(out, threshold={"value": threshold, "method": "chosen in the app",
-                                                  "detail": "picked on the Export page"})  # fmt: skip
+            try:
+                path = project.export(out, threshold={"value": threshold, "method": "chosen in the app",
+                                                      "detail": "picked on the Export page"})  # fmt: skip
+            except DeepSADError as e:
+                st.error(f"Export failed: {e}")
+                return
         st.session_state["export.bundle"] = str(path)
     bundle = st.session_state.get("export.bundle")
     if bundle and Path(bundle).exists():

@@ -1,0 +1,74 @@
+"""`deepsad` commands end to end, each in its own process."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepsad_core.rounds import RoundConfig
+from deepsad_core.studio import Project
+from deepsad_core.studio.worker import RoundWorker
+
+ROOT_CSV = "sample_data/breast_cancer.csv"
+
+
+def deepsad(*args, ok=True):
+    result = subprocess.run([sys.executable, "-m", "deepsad_core", *map(str, args)], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli")
+    labels = work / "labels.csv"
+    labels.write_text("id,label\npatient-003,anomalous\npatient-008,normal\n")
+    out = work / "bc.zip"
+    deepsad("train", ROOT_CSV, "--labels", labels, "--epochs", "3", "--ae-epochs", "2", "--out", out)
+    return out
+
+
+def test_train_info_and_score_csv_and_parquet(bundle, tmp_path):
+    info = json.loads(deepsad("info", bundle).stdout)
+    assert info["label_counts"] == {"labels": 2, "labeled_normal": 1, "labeled_anomalous": 1}
+    assert info["parity"]["passed"]
+    deepsad("score", bundle, ROOT_CSV, "--out", tmp_path / "s.csv", "--quiet", "--batch-rows", "50")
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert list(scores.columns) == ["id", "truth", "score", "anomaly"] and len(scores) == 376
+    deepsad("score", bundle, ROOT_CSV, "--out", tmp_path / "s.parquet", "--quiet")
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "s.parquet")["score"], scores["score"], rtol=1e-6)
+
+
+def test_scoring_another_schema_fails_with_a_clear_line(bundle, tmp_path):
+    other = tmp_path / "other.csv"
+    pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0]}).to_csv(other, index=False)
+    result = deepsad("score", bundle, other, "--out", tmp_path / "o.csv", "--quiet", ok=False)
+    assert result.returncode == 1
+    assert "could not be read with the bundle's schema" in result.stderr or "columns" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_labels_naming_unknown_ids_are_refused(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\nnobody,anomalous\n")
+    result = deepsad("train", ROOT_CSV, "--labels", labels, "--out", tmp_path / "b.zip", ok=False)
+    assert result.returncode == 1 and "not in the data" in result.stderr
+
+
+def test_export_a_project_round(tmp_path):
+    project = Project.create(tmp_path, "cli", ROOT_CSV)
+    RoundWorker(project).run(RoundConfig(first_epochs=2, first_ae_epochs=1))
+    out = tmp_path / "round0"
+    deepsad("export", project.path, "--out", out)
+    assert (out / "model.onnx").exists() and json.loads((out / "manifest.json").read_text())["round"] == 0
+    assert deepsad("export", project.path, "--round", 5, "--out", out, ok=False).returncode == 1
+
+
+@pytest.mark.parametrize("command", ["train", "export", "score", "info", "simulate"])
+def test_every_command_has_help(command):
+    assert "usage: deepsad " + command in deepsad(command, "--help").stdout

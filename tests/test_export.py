@@ -1,0 +1,96 @@
+"""Bundles: the exported networks score like the live model; tampering and other schemas are refused."""
+
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deepsad_core import DeepSAD, load_detector
+from deepsad_core.data import DataError, load_dataset
+from deepsad_core.detector import BundleError
+from deepsad_core.export import export_bundle
+
+
+@pytest.fixture(scope="module")
+def table_bundle(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": [f"r{i}" for i in range(200)], "a": rng.normal(size=200), "b": rng.random(200),
+                       "kind": rng.choice(["x", "y"], 200)})  # fmt: skip
+    ds = load_dataset(df)
+    model = DeepSAD(epochs=3, ae_epochs=2, lr=1e-3).fit(ds.X)
+    out = tmp_path_factory.mktemp("b") / "table.zip"
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X, info={"round": 0})
+    return df, ds, model, out
+
+
+@pytest.fixture(scope="module")
+def image_bundle(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    pixels = (rng.random((60, 28, 28)) * 255).astype(np.uint8)
+    path = tmp_path_factory.mktemp("img") / "imgs.npz"
+    np.savez(path, X=pixels)
+    ds = load_dataset(path)
+    model = DeepSAD(epochs=2, ae_epochs=1, batch_size=16).fit(ds.X)
+    out = tmp_path_factory.mktemp("b") / "images"
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X)
+    return pixels, ds, model, out
+
+
+def _max_rel(a, b):
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-3 * np.abs(b).mean())))
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_table_bundle_scores_like_the_live_model(table_bundle, backend):
+    df, ds, model, out = table_bundle
+    detector = load_detector(out, backend)
+    assert _max_rel(detector.decision_function(df), model.decision_function(ds.X)) <= 1e-4
+    np.testing.assert_allclose(detector.embed(df), model.embed(ds.X), atol=1e-5)
+    assert detector.threshold_ == pytest.approx(model.threshold_)
+    np.testing.assert_array_equal(detector.predict(df), model.predict(ds.X))
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torchscript"])
+def test_image_bundle_scores_like_the_live_model(image_bundle, backend):
+    pixels, ds, model, out = image_bundle
+    detector = load_detector(out, backend)
+    assert _max_rel(detector.decision_function(pixels), model.decision_function(ds.X)) <= 1e-4
+
+
+def test_manifest_records_what_a_user_needs(table_bundle):
+    *_, out = table_bundle
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == ["SHA256SUMS", "manifest.json", "model.onnx", "model.torchscript.pt"]
+        manifest = json.loads(zf.read("manifest.json"))
+    assert manifest["parity"]["passed"] and manifest["parity"]["onnx_max_rel_diff"] <= 1e-4
+    assert manifest["input"]["columns"] == ["id", "a", "b", "kind"] and manifest["round"] == 0
+    assert {"torch", "onnxruntime", "deepsad_core"} <= set(manifest["versions"])
+    assert manifest["threshold"]["value"] > 0
+
+
+def test_a_tampered_bundle_is_refused(table_bundle, tmp_path):
+    *_, out = table_bundle
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(out) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "manifest.json":
+                data = data.replace(b'"threshold"', b'"threshold" ', 1)
+            dst.writestr(item, data)
+    with pytest.raises(BundleError, match=r"modified after export: the checksum of manifest\.json"):
+        load_detector(tampered)
+
+
+def test_a_bundle_from_elsewhere_is_refused(tmp_path):
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as zf:
+        zf.writestr("model.pt", b"something else")
+    with pytest.raises(BundleError, match="not a DeepSAD Studio bundle"):
+        load_detector(tmp_path / "other.zip")
+
+
+def test_another_schema_is_refused_naming_the_columns(table_bundle):
+    df, *_, out = table_bundle
+    with pytest.raises(DataError, match=r"missing column\(s\) 'b'.*unexpected column\(s\) 'c'"):
+        load_detector(out).decision_function(df.drop(columns="b").assign(c=1.0))
