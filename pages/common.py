@@ -7,7 +7,8 @@ Session-state keys (all set by ``init_state``): ``project_path``, ``annotator``,
 from __future__ import annotations
 
 import os
-import threading
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,6 @@ from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
 
 from deepsad_core.exceptions import DeepSADError
-from deepsad_core.projection import warm_up
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 
@@ -47,11 +47,18 @@ def init_state() -> None:
 
 
 @st.cache_resource
-def start_umap_warm_up() -> threading.Thread:
-    """Compile UMAP's numba code once per server, in the background, while the user looks around."""
-    thread = threading.Thread(target=warm_up, name="umap-warm-up", daemon=True)
-    thread.start()
-    return thread
+def start_umap_warm_up() -> subprocess.Popen:
+    """Compile UMAP's numba code once per server, while the user looks around.
+
+    In a separate, low-priority process: compiling holds the GIL for most of a minute, which would
+    slow every page of the app. The compiled code lands in numba's on-disk cache, which the app's
+    own maps then load.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-c", "import os; os.nice(10); from deepsad_core.projection import warm_up; warm_up()"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 @st.cache_resource
@@ -99,9 +106,11 @@ def sidebar(project: Project | None) -> None:
 
 
 def round_progress(worker: RoundWorker, key: str) -> None:
-    """Live progress of the worker (polled every second); reruns the page when a round ends."""
+    """Live progress of the worker, polled every second while a round trains; reruns the page when it ends.
 
-    @st.fragment(run_every=1.0)
+    Nothing polls while the worker is idle: a poll rerun in flight delays the reruns of label clicks.
+    """
+
     def poll() -> None:
         s = worker.status()
         if s.state == "running":
@@ -121,7 +130,8 @@ def round_progress(worker: RoundWorker, key: str) -> None:
         if previous is not None and previous[0] == "running" and s.state != "running":
             st.rerun(scope="app")
 
-    poll()
+    running = worker.busy or (st.session_state.get("round.seen_state") or ("",))[0] == "running"
+    st.fragment(poll, run_every=1.0 if running else None)()
 
 
 def start_round(worker: RoundWorker) -> None:
