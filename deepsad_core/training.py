@@ -80,8 +80,8 @@ def init_center(net: nn.Module, X: torch.Tensor, batch_size: int, eps: float = C
 
 def _run_epochs(
     model: nn.Module,
-    batch_loss: Callable[[slice, torch.Tensor], torch.Tensor],
-    n: int,
+    batch_loss: Callable[..., torch.Tensor],
+    tensors: tuple[torch.Tensor, ...],
     *,
     phase: str,
     epochs: int,
@@ -90,16 +90,15 @@ def _run_epochs(
     milestones: Sequence[int],
     batch_size: int,
     generator: torch.Generator,
-    device: torch.device,
     callback: ProgressCallback | None,
 ) -> list[float]:
     """The shared loop: Adam with weight decay, lr x0.1 at each milestone, shuffled full batches.
 
-    ``batch_loss(batch, order)`` gets the batch as a slice of this epoch's permutation ``order``:
-    callers gather their tensors once per epoch (``X[order]``) and slice views per batch, so the
-    per-batch cost is the network alone. The fused Adam kernel (CPU and CUDA) updates all
-    parameters in one call.
+    Each epoch gathers ``tensors`` once in a new random order and hands ``batch_loss`` one view per
+    tensor per batch (slices, no copies), so the per-batch cost is the network alone. The fused Adam
+    kernel (CPU and CUDA) updates all parameters in one call.
     """
+    n, device = len(tensors[0]), tensors[0].device
     fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
@@ -110,9 +109,11 @@ def _run_epochs(
     model.train()
     for epoch in range(1, epochs + 1):
         order = torch.randperm(n, generator=generator).to(device)
+        shuffled = [t[order] for t in tensors]
         total = torch.zeros((), device=device)
         for b in range(n_batches):
-            loss = batch_loss(slice(b * batch_size, (b + 1) * batch_size), order)
+            batch = slice(b * batch_size, (b + 1) * batch_size)
+            loss = batch_loss(*(t[batch] for t in shuffled))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -143,18 +144,14 @@ def train_autoencoder(
 ) -> list[float]:
     """Pretrain by reconstruction: per-sample summed squared error, mean over the batch."""
     dims = tuple(range(1, X.dim()))
-    shuffled = {}
 
-    def batch_loss(batch: slice, order: torch.Tensor) -> torch.Tensor:
-        if shuffled.get("order") is not order:  # a new epoch: gather once
-            shuffled.update(order=order, X=X[order])
-        x = shuffled["X"][batch]
+    def batch_loss(x: torch.Tensor) -> torch.Tensor:
         return ((autoencoder(x) - x) ** 2).sum(dim=dims).mean()
 
     return _run_epochs(
         autoencoder,
         batch_loss,
-        len(X),
+        (X,),
         phase="pretrain",
         epochs=epochs,
         lr=lr,
@@ -162,7 +159,6 @@ def train_autoencoder(
         milestones=milestones,
         batch_size=batch_size,
         generator=generator,
-        device=X.device,
         callback=callback,
     )
 
@@ -184,18 +180,13 @@ def train_deepsad(
 ) -> list[float]:
     """Train phi on the Deep SAD objective with the centre held fixed."""
 
-    shuffled = {}
-
-    def batch_loss(batch: slice, order: torch.Tensor) -> torch.Tensor:
-        if shuffled.get("order") is not order:  # a new epoch: gather once
-            shuffled.update(order=order, X=X[order], semi=semi_targets[order].to(X.dtype))
-        dist = ((net(shuffled["X"][batch]) - center) ** 2).sum(dim=1)
-        return deepsad_loss(dist, shuffled["semi"][batch], eta)
+    def batch_loss(x: torch.Tensor, semi: torch.Tensor) -> torch.Tensor:
+        return deepsad_loss(((net(x) - center) ** 2).sum(dim=1), semi, eta)
 
     return _run_epochs(
         net,
         batch_loss,
-        len(X),
+        (X, semi_targets.to(X.dtype)),  # float targets: no conversion per batch
         phase="train",
         epochs=epochs,
         lr=lr,
@@ -203,6 +194,5 @@ def train_deepsad(
         milestones=milestones,
         batch_size=batch_size,
         generator=generator,
-        device=X.device,
         callback=callback,
     )

@@ -66,6 +66,30 @@ class Dataset:
     truth_classes: np.ndarray | None = None  # the class value each truth came from
     report: LoadReport = field(default_factory=LoadReport)
 
+    @classmethod
+    def from_pixels(
+        cls,
+        ids: list[str],
+        pixels: np.ndarray,
+        preprocessor: ImagePreprocessor,
+        source_name: str,
+        truth: np.ndarray | None,
+        truth_classes: np.ndarray | None,
+        report: LoadReport,
+    ) -> Dataset:
+        """An image data set from uint8 ``(n, H, W, C)`` pixels at the working size."""
+        return cls(
+            ids=np.asarray(ids, dtype=object),
+            X=preprocessor.to_model_input(pixels),
+            kind="image",
+            preprocessor=preprocessor,
+            source_name=source_name,
+            pixels=pixels,
+            truth=truth,
+            truth_classes=truth_classes,
+            report=report,
+        )
+
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -97,17 +97,7 @@ def load_images(
     if report.skipped_files:
         report.notes.append(f"{len(report.skipped_files)} of {len(files)} files skipped")
     truth, classes = _folder_truth(ids, truth_from_folders, normal_class, report)
-    return Dataset(
-        ids=np.asarray(ids, dtype=object),
-        X=pre.to_model_input(pixels),
-        kind="image",
-        preprocessor=pre,
-        source_name=name,
-        pixels=pixels,
-        truth=truth,
-        truth_classes=classes,
-        report=report,
-    )
+    return Dataset.from_pixels(ids, pixels, pre, name, truth, classes, report)
 
 
 def _folder_truth(

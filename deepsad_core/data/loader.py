@@ -282,14 +282,4 @@ def _image_arrays(
     truth = None
     if y is not None:
         truth = _binary_truth(y, normal_value, f"{name} 'y'", report)
-    return Dataset(
-        ids=np.asarray([str(i) for i in range(len(pixels))], dtype=object),
-        X=pre.to_model_input(pixels),
-        kind="image",
-        preprocessor=pre,
-        source_name=name,
-        pixels=pixels,
-        truth=truth,
-        truth_classes=y,
-        report=report,
-    )
+    return Dataset.from_pixels([str(i) for i in range(len(pixels))], pixels, pre, name, truth, y, report)
