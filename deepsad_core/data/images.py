@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
@@ -124,7 +123,3 @@ def _folder_truth(
         "(for evaluation only)"
     )
     return (classes != normal_class).astype(np.int64), classes
-
-
-def is_image_folder(path: Path) -> bool:
-    return path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*") if os.path.isfile(p))

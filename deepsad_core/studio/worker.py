@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from deepsad_core.estimator import DeepSAD
@@ -223,7 +222,3 @@ class RoundWorker:
         with self._lock:
             if self._status.round_number == number and self._status.state != "running":
                 self._status = replace(self._status, message=message)
-
-
-def queue_frame(queue: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(queue, columns=["index", "sample_id", "strategy", "reason", "score"])
