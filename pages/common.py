@@ -98,6 +98,20 @@ def require_project() -> Project:
     return project
 
 
+def project_page(title: str) -> tuple[Project, RoundWorker]:
+    """The opening of every page that needs a project: state, project, sidebar, title, worker."""
+    init_state()
+    project = require_project()
+    sidebar(project)
+    st.title(title)
+    return project, worker_for(str(project.path))
+
+
+def train_button(worker: RoundWorker, key: str) -> None:
+    """Start the next round in the background (a callback, so a quick next click cannot swallow it)."""
+    st.button("Train next round", key=key, disabled=worker.busy, type="primary", on_click=start_round, args=(worker,))
+
+
 def sidebar(project: Project | None) -> None:
     with st.sidebar:
         st.text_input("Your name (recorded with each label)", key="annotator")

@@ -13,7 +13,7 @@ from deepsad_core.detector import load_detector
 from deepsad_core.exceptions import DeepSADError
 from deepsad_core.studio import Project
 from deepsad_core.threshold import tradeoff_curve
-from pages.common import init_state, require_project, sidebar
+from pages.common import project_page
 
 
 def render_threshold(project: Project) -> float:
@@ -102,10 +102,7 @@ def render_scoring(project: Project) -> None:
 
 
 def main() -> None:
-    init_state()
-    project = require_project()
-    sidebar(project)
-    st.title("Export the detector")
+    project, _ = project_page("Export the detector")
     if project.current_round() is None:
         st.info("Export is possible once a round has finished.")
         return

@@ -9,14 +9,11 @@ import streamlit as st
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 from pages.common import (
-    init_state,
-    require_project,
+    project_page,
     round_progress,
-    sidebar,
     standout_values,
-    start_round,
     thumbnail,
-    worker_for,
+    train_button,
 )
 
 SECTIONS = {
@@ -96,14 +93,8 @@ def render_header(project: Project, worker: RoundWorker, queue: list[dict], curr
     c4.metric("Left in this queue", len(queue))
     b1, b2, _ = st.columns([1, 1, 3])
     b1.button("Undo last action", key="label.undo", on_click=undo, args=(project,))
-    b2.button(
-        "Train next round",
-        key="label.train",
-        disabled=worker.busy,
-        type="primary",
-        on_click=start_round,
-        args=(worker,),
-    )
+    with b2:
+        train_button(worker, "label.train")
     if message := st.session_state.pop("label.undo_message", None):
         st.toast(message)
 
@@ -130,11 +121,7 @@ def label_body(project: Project, worker: RoundWorker) -> None:
 
 
 def main() -> None:
-    init_state()
-    project = require_project()
-    sidebar(project)
-    worker = worker_for(str(project.path))
-    st.title("Label")
+    project, worker = project_page("Label")
     round_progress(worker, "label")
     label_body(project, worker)
 

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from deepsad_core.studio import Project
-from pages.common import init_state, require_project, round_progress, sidebar, thumbnail, worker_for
+from pages.common import project_page, round_progress, thumbnail
 
 COLOR_BY = ("score", "label", "queue", "truth")
 
@@ -100,11 +100,7 @@ def sample_index(point: dict) -> int:
 
 
 def main() -> None:
-    init_state()
-    project = require_project()
-    sidebar(project)
-    worker = worker_for(str(project.path))
-    st.title("Map of the latent space")
+    project, worker = project_page("Map of the latent space")
     round_progress(worker, "map")
     current = project.current_round()
     if current is None:

@@ -8,7 +8,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from deepsad_core.studio import Project
-from pages.common import init_state, require_project, round_progress, sidebar, start_round, worker_for
+from pages.common import (
+    project_page,
+    round_progress,
+    train_button,
+)
 
 
 def history(project: Project) -> pd.DataFrame:
@@ -43,19 +47,8 @@ def score_histogram(project: Project) -> go.Figure:
 
 
 def main() -> None:
-    init_state()
-    project = require_project()
-    sidebar(project)
-    worker = worker_for(str(project.path))
-    st.title("Rounds")
-    st.button(
-        "Train next round",
-        key="rounds.train",
-        disabled=worker.busy,
-        type="primary",
-        on_click=start_round,
-        args=(worker,),
-    )
+    project, worker = project_page("Rounds")
+    train_button(worker, "rounds.train")
     round_progress(worker, "rounds")
     table = history(project)
     if table.empty:
