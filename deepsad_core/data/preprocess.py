@@ -99,9 +99,10 @@ class TabularPreprocessor:
         present = values[np.isfinite(values)]
         if present.size == 0:
             report.dropped_columns[name] = "no values"
-        elif (low := present.min()) == present.max():
+        elif (high := present.max()) - (low := present.min()) < np.finfo(np.float64).tiny:
+            # equal values, or a spread so tiny (denormal) that scaling by it overflows
             report.dropped_columns[name] = f"constant (every value is {_shown(low)})"
-        elif (peak := max(abs(low), abs(present.max()))) > _MAX_ABS:
+        elif (peak := max(abs(low), abs(high))) > _MAX_ABS:
             raise DataError(f"column '{name}' holds values too large to use (up to {peak:.3g}); rescale it")
         else:
             self.numeric[name] = float(np.median(present))
