@@ -1,9 +1,20 @@
 """Latent maps: PCA at once, UMAP from the previous layout, aligned so the picture stays put."""
 
+import os
+from concurrent.futures.process import BrokenProcessPool
+
 import numpy as np
 import pytest
 
-from deepsad_core.projection import MapConfig, align_to, layout_shift, pca_map, umap_map
+from deepsad_core.projection import (
+    MAP_PROCESS_NICENESS,
+    MapConfig,
+    align_to,
+    layout_shift,
+    pca_map,
+    run_elsewhere,
+    umap_map,
+)
 
 
 @pytest.fixture
@@ -46,3 +57,16 @@ def test_umap_separates_clusters_and_stays_put_for_unchanged_latents(latents):
 def test_large_sets_are_fitted_on_a_subsample_and_extended(latents):
     m = umap_map(np.vstack([latents] * 3), config=MapConfig(max_fit_samples=250))
     assert m.coords.shape == (600, 2) and np.isfinite(m.coords).all()
+
+
+def test_maps_are_drawn_in_one_lower_priority_child_process():
+    child = run_elsewhere(os.getpid)
+    assert child != os.getpid()
+    assert run_elsewhere(os.getpid) == child  # one process, reused
+    assert run_elsewhere(os.nice, 0) == min(os.nice(0) + MAP_PROCESS_NICENESS, 19)
+
+
+def test_the_map_process_is_replaced_when_it_dies():
+    with pytest.raises(BrokenProcessPool):
+        run_elsewhere(os._exit, 1)  # the child dies mid-job, as if killed for memory
+    assert run_elsewhere(os.getpid) != os.getpid()

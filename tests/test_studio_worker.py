@@ -25,7 +25,9 @@ def project(tmp_path, blobs) -> Project:
 @pytest.fixture(autouse=True)
 def no_umap(monkeypatch):
     # UMAP's first compile takes a minute; the map step is tested in test_projection
-    monkeypatch.setattr(worker_module, "umap_map", lambda latents, previous=None: worker_module.pca_map(latents))
+    monkeypatch.setattr(
+        worker_module, "umap_map_elsewhere", lambda latents, previous=None: worker_module.pca_map(latents)
+    )
 
 
 def test_a_round_persists_scores_queue_map_and_metrics(project):

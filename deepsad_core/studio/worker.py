@@ -4,7 +4,8 @@
 synchronously (tests, the CLI). Progress (phase, epoch, loss, ETA) is read with :meth:`status`, a
 copy taken under a lock. :meth:`cancel` stops training at the next epoch. A round that fails or is
 cancelled is recorded with its reason; the previous round stays current. After a round is committed
-the worker draws its UMAP map in another thread and adds it to the round folder.
+the worker draws its UMAP map in another thread (the layout itself in a low-priority child process,
+see :mod:`deepsad_core.projection`) and adds it to the round folder.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from deepsad_core.estimator import DeepSAD
 from deepsad_core.exceptions import TrainingCancelled
-from deepsad_core.projection import layout_shift, pca_map, umap_map
+from deepsad_core.projection import layout_shift, pca_map, umap_map_elsewhere
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
 from deepsad_core.studio.project import Project
 from deepsad_core.studio.store import now
@@ -204,7 +205,7 @@ class RoundWorker:
     def _draw_umap(self, number: int, latents: np.ndarray, previous) -> None:
         try:
             before = previous.map_coords() if previous is not None else None
-            umap = umap_map(latents, before)
+            umap = umap_map_elsewhere(latents, before)
             folder = self.project.round_path(number)
             tmp = folder / ".map_umap.npy"
             np.save(tmp, umap.coords)
