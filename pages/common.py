@@ -6,9 +6,9 @@ Session-state keys (all set by ``init_state``): ``project_path``, ``annotator``,
 
 from __future__ import annotations
 
+import functools
 import os
-import subprocess
-import sys
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
 
 from deepsad_core.exceptions import DeepSADError
+from deepsad_core.projection import start_map_process
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 
@@ -42,23 +43,19 @@ def init_state() -> None:
     st.session_state.setdefault("project_path", None)
     st.session_state.setdefault("annotator", "expert")
     st.session_state.setdefault("label.skipped", set())
+    st.session_state.setdefault("label.show_all", False)
     st.session_state.setdefault("round.seen_state", None)
     start_umap_warm_up()
 
 
 @st.cache_resource
-def start_umap_warm_up() -> subprocess.Popen:
+def start_umap_warm_up() -> Future:
     """Compile UMAP's numba code once per server, while the user looks around.
 
-    In a separate, low-priority process: compiling holds the GIL for most of a minute, which would
-    slow every page of the app. The compiled code lands in numba's on-disk cache, which the app's
-    own maps then load.
+    In the low-priority map process that later draws every map: compiling (and drawing) holds the GIL
+    for long stretches, which in the app's own process would stall every page rerun.
     """
-    return subprocess.Popen(
-        [sys.executable, "-c", "import os; os.nice(10); from deepsad_core.projection import warm_up; warm_up()"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return start_map_process()
 
 
 @st.cache_resource
@@ -171,9 +168,15 @@ def feature_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
     return median, np.maximum(q3 - q1, 1e-6)
 
 
-def standout_values(project: Project, index: int, k: int = 4) -> list[str]:
+def standout_values(project: Project, index: int, k: int = 4) -> tuple[str, ...]:
     """The ``k`` raw column values of a row that lie farthest from the typical row."""
-    median, spread = feature_reference(str(project.path))
+    return _standout_values(str(project.path), index, k)
+
+
+@functools.lru_cache(maxsize=20_000)  # a project's rows never change; the label page asks on every click
+def _standout_values(path: str, index: int, k: int) -> tuple[str, ...]:
+    project = worker_for(path).project
+    median, spread = feature_reference(path)
     z = (np.asarray(project.X[index], dtype=np.float64) - median) / spread
     names = project.preprocessor.feature_names
     raw = project.raw.iloc[index]
@@ -182,4 +185,4 @@ def standout_values(project: Project, index: int, k: int = 4) -> list[str]:
         column = names[j].split("=")[0]
         arrow = "▲" if z[j] > 0 else "▼"
         out.append(f"{arrow} **{column}** = {raw[column]}")
-    return out
+    return tuple(out)

@@ -16,6 +16,11 @@ from pages.common import (
     train_button,
 )
 
+CARD_WIDTH = {"image": 200, "tabular": 290}  # pixels
+# Cards on screen per section (all with "Show every item"): each card is a handful of elements the
+# server sends and the browser redraws on every click, so fewer cards keep the next item quick.
+SHOWN_PER_SECTION = 6
+
 SECTIONS = {
     "most_anomalous": ("Most anomalous", "The highest scores: where anomalies are found."),
     "most_uncertain": ("Most uncertain", "Scores closest to the threshold: where the boundary is decided."),
@@ -50,34 +55,52 @@ def undo(project: Project) -> None:
     )
 
 
-def render_item(project: Project, item: dict, column) -> None:
+DECISIONS = {"normal": "Normal", "anomalous": "Anomalous", "skip": "Skip"}
+
+
+def decide(project: Project, key: str, round_number: int, index: int) -> None:
+    choice = st.session_state[key]
+    if choice == "skip":
+        skip(round_number, index)
+    elif choice is not None:
+        give_label(project, [index], choice)
+
+
+def render_item(project: Project, item: dict) -> None:
+    """One card: content, why it was picked, the decision. Few elements on purpose: every element is
+    a message the server sends and the browser redraws on each click, and the click-to-next-item time
+    grows with their number (one segmented control, not three buttons in a row)."""
     i = item["index"]
-    with column.container(border=True):
+    with st.container(border=True, width=CARD_WIDTH[project.kind]):
         if project.kind == "image":
-            st.image(thumbnail(project.pixels[i]), caption=item["sample_id"])
+            st.image(thumbnail(project.pixels[i]), caption=item["sample_id"], width="stretch")
+            st.markdown(f":gray[{item['reason']}]")
         else:
-            st.markdown(f"**{item['sample_id']}**")
-            st.markdown("  \n".join(standout_values(project, i)))
-        st.caption(item["reason"])
-        b1, b2, b3 = st.columns([1.3, 1.5, 1])
-        key = f"label.{item['strategy']}"  # the section is in the key, so tests can find each queue's items
-        b1.button("Normal", key=f"{key}.n.{i}", on_click=give_label, args=(project, [i], "normal"))
-        b2.button(
-            "Anomalous", key=f"{key}.a.{i}", on_click=give_label, args=(project, [i], "anomalous"), type="primary"
+            values = "  \n".join(standout_values(project, i))
+            st.markdown(f"**{item['sample_id']}**  \n{values}  \n:gray[{item['reason']}]")
+        key = f"label.{item['strategy']}.{i}"  # the section is in the key, so tests can find each queue's items
+        st.segmented_control(
+            "Decision",
+            list(DECISIONS),
+            format_func=DECISIONS.get,
+            key=key,
+            on_change=decide,
+            args=(project, key, item["round"], i),
+            label_visibility="collapsed",
         )
-        b3.button("Skip", key=f"{key}.s.{i}", on_click=skip, args=(item["round"], i))
 
 
 def render_section(project: Project, strategy: str, items: list[dict]) -> None:
     title, help_text = SECTIONS.get(strategy, (strategy, ""))
     st.subheader(f"{title} ({len(items)})", help=help_text)
-    per_row = 5 if project.kind == "image" else 3
-    for start in range(0, len(items), per_row):
-        columns = st.columns(per_row)
-        for item, column in zip(items[start : start + per_row], columns, strict=False):
-            render_item(project, item, column)
+    shown = items if st.session_state["label.show_all"] else items[:SHOWN_PER_SECTION]
+    with st.container(horizontal=True, wrap=True, gap="small"):  # cards flow into rows by the window's width
+        for item in shown:
+            render_item(project, item)
+    if len(items) > len(shown):
+        st.caption(f"{len(items) - len(shown)} more in this section move up as you label.")
     st.button(
-        f"Mark the rest of '{title}' normal",
+        f"Mark the rest of '{title}' normal ({len(items)})",
         key=f"label.rest.{strategy}",
         on_click=give_label,
         args=(project, [q["index"] for q in items], "normal"),
@@ -91,10 +114,10 @@ def render_header(project: Project, worker: RoundWorker, queue: list[dict], curr
     c2.metric("Labeled normal", sum(v == "normal" for v in labels.values()))
     c3.metric("Labeled anomalous", sum(v == "anomalous" for v in labels.values()))
     c4.metric("Left in this queue", len(queue))
-    b1, b2, _ = st.columns([1, 1, 3])
-    b1.button("Undo last action", key="label.undo", on_click=undo, args=(project,))
-    with b2:
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.button("Undo last action", key="label.undo", on_click=undo, args=(project,))
         train_button(worker, "label.train")
+        st.toggle("Show every item", key="label.show_all")
     if message := st.session_state.pop("label.undo_message", None):
         st.toast(message)
 

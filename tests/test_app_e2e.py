@@ -81,17 +81,17 @@ def _no_traceback(page) -> None:
 
 
 def _items(page, section: str) -> list[str]:
-    """The keys of the 'Anomalous' buttons of one queue section, in page order."""
-    # Streamlit turns a widget's key into a class, dots becoming dashes: st-key-label-most_anomalous-a-12
-    classes = page.locator(f'[class*="st-key-label-{section}-a-"]').evaluate_all("els => els.map(e => e.className)")
+    """The keys of the decision controls of one queue section, in page order."""
+    # Streamlit turns a widget's key into a class, dots becoming dashes: st-key-label-most_anomalous-12
+    classes = page.locator(f'[class*="st-key-label-{section}-"]').evaluate_all("els => els.map(e => e.className)")
     return [next(c for c in cls.split() if c.startswith("st-key-")) for cls in classes]
 
 
 def _label(page, key: str, which: str) -> float:
     """Click Normal/Anomalous on one item; seconds until the item is gone (the next one shown)."""
-    button_key = key.replace("-a-", f"-{which}-")
+    button = page.locator(f'[class~="{key}"]').get_by_role("radio", name=which)
     start = time.perf_counter()
-    page.locator(f'[class~="{button_key}"] button').click()
+    button.click()
     page.locator(f'[class~="{key}"]').wait_for(state="detached")
     return time.perf_counter() - start
 
@@ -122,7 +122,7 @@ def _journey(page, app_url, tmp_path):
     for section in ("most_anomalous", "most_uncertain"):
         for _ in range(5):
             key = _items(page, section)[0]
-            latencies.append(_label(page, key, "a" if section == "most_anomalous" else "n"))
+            latencies.append(_label(page, key, "Anomalous" if section == "most_anomalous" else "Normal"))
     page.get_by_text("Labeled anomalous").wait_for()
     assert "10 normal" not in page.content()
 
@@ -138,7 +138,7 @@ def _journey(page, app_url, tmp_path):
     page.get_by_role("link", name="Label").click()
     page.get_by_role("button", name="Train next round").first.click()
     page.get_by_text("Round 1: train epoch").wait_for()  # live progress from the background worker
-    latencies.append(_label(page, _items(page, "most_anomalous")[0], "a"))
+    latencies.append(_label(page, _items(page, "most_anomalous")[0], "Anomalous"))
     page.get_by_text("Round 1: train epoch").wait_for()  # labeling did not wait for training
     round_metric = page.locator('[data-testid="stMetricValue"]').first
     try:
