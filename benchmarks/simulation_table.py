@@ -40,8 +40,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     command = "python -m benchmarks.simulation_table " + " ".join(argv if argv is not None else sys.argv[1:])
     notes = [
         "simulated expert answering from the truth; per seed a 60/40 split per class, the pool is the training "
-        "part with its natural anomaly share; round 0: 30 + 30 epochs without labels, then 10 labels and "
-        "10 warm-start epochs per round (lr 1e-3); hybrid = 50 % most anomalous, 30 % most uncertain, 20 % diverse",
+        "part with its natural anomaly share; round 0: 30 + 30 epochs without labels (lr 1e-3), then 10 labels "
+        "and 20 warm-start epochs per round (lr 1e-4); hybrid = 30 % most anomalous, 30 % most uncertain, "
+        "20 % diverse, 20 % random (the app's defaults); MNIST: cut epochs, see below",
         "curves: benchmarks/results/simulate_<data set>/curves.csv and curves.png",
     ]
     write_report("simulate", "Labeling loop: strategies against random", command, notes, table)

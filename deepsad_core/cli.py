@@ -33,7 +33,7 @@ def _add_simulate(commands) -> None:
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=30, help="round 0 training epochs")
     p.add_argument("--ae-epochs", type=int, default=30, help="round 0 autoencoder epochs")
-    p.add_argument("--epochs-per-round", type=int, default=10)
+    p.add_argument("--epochs-per-round", type=int, default=20)
     p.add_argument("--out", required=True, help="folder for curves.csv and curves.png")
     p.set_defaults(run=_run_simulate)
 

@@ -23,9 +23,13 @@ __all__ = ["RoundConfig", "RoundOutput", "fit_round", "score_and_queue"]
 class RoundConfig:
     """Settings of the labeling loop; sensible defaults for a CPU and a person waiting.
 
-    The first round pretrains and trains fully (``first_ae_epochs`` + ``first_epochs``); later rounds
-    warm-start from the previous model with the centre fixed (``epochs_per_round``). The learning
-    rate is 10x the paper's: with few epochs it trains to a better detector (see the ODDS benchmark).
+    The first round pretrains and trains fully (``first_ae_epochs`` + ``first_epochs``) at 10x the
+    paper's learning rate: with few epochs it trains to a better detector (see the ODDS benchmark).
+    Later rounds warm-start from the previous model with the centre fixed (``epochs_per_round``) at
+    the paper's rate (``round_lr``): a labeled anomaly close to c has a loss gradient of order 1/d^2,
+    and at 1e-3 a handful of such labels swung the test AUC between rounds (the simulated expert:
+    at 50 labels, over 6 seeds, lr 1e-4 and 20 epochs raised hybrid from 0.777 to 0.798 on cardio and
+    from 0.717 to 0.807 on satellite, and random from 0.821 to 0.844 and 0.809 to 0.829).
     """
 
     net: str = "auto"
@@ -37,7 +41,8 @@ class RoundConfig:
     pretrain: bool = True
     first_ae_epochs: int = 30
     first_epochs: int = 30
-    epochs_per_round: int = 10
+    epochs_per_round: int = 20
+    round_lr: float = 1e-4
     queue_size: int = 20
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     contamination: float = 0.05
@@ -92,6 +97,7 @@ def fit_round(
     """Round 0 (``model=None``): a fresh fit. Later rounds: warm start, c fixed, a few epochs."""
     if model is None:
         return config.estimator().fit(X, semi_targets, callback=callback)
+    model.set_params(lr=config.round_lr)
     return model.fit(X, semi_targets, warm_start=True, epochs=config.epochs_per_round, callback=callback)
 
 

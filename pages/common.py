@@ -160,6 +160,21 @@ def thumbnail(pixels: np.ndarray, size: int = 96) -> Image.Image:
     return image.resize((image.size[0] * scale, image.size[1] * scale), Image.Resampling.NEAREST)
 
 
+SHADES = "\u00a0░▒▓█"  # lightest to darkest; a no-break space, since plain runs of spaces collapse in hover labels
+
+
+def text_sketch(pixels: np.ndarray, width: int = 14) -> str:
+    """A small grey picture of an image in block characters, for plotly hover labels (which show
+    text, not images): two characters per pixel so it keeps its proportions in a monospace font.
+    The background is blank: an image on a light background is shaded by its darkness instead."""
+    grey = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).convert("L")
+    height = max(1, round(width * grey.size[1] / grey.size[0]))
+    g = np.asarray(grey.resize((width, height), Image.Resampling.BOX), dtype=np.float64) / 255.0
+    ink = 1.0 - g if g.mean() > 0.5 else g
+    levels = np.clip((ink * len(SHADES)).astype(int), 0, len(SHADES) - 1)
+    return "<br>".join("".join(SHADES[v] * 2 for v in row) for row in levels)
+
+
 @st.cache_data(show_spinner=False)
 def feature_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
     """Median and spread (IQR) of every model feature, to say which values stand out."""

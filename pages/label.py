@@ -25,6 +25,7 @@ SECTIONS = {
     "most_anomalous": ("Most anomalous", "The highest scores: where anomalies are found."),
     "most_uncertain": ("Most uncertain", "Scores closest to the threshold: where the boundary is decided."),
     "diverse": ("Diverse picks", "Far from everything labeled: parts of the data nobody has looked at."),
+    "random": ("Random picks", "A fair sample of the data, so the labels do not only cover its extremes."),
 }
 
 

@@ -8,9 +8,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from deepsad_core.studio import Project
-from pages.common import project_page, round_progress, thumbnail
+from pages.common import project_page, round_progress, text_sketch, thumbnail
 
 COLOR_BY = ("score", "label", "queue", "truth")
+MAX_HOVER_SKETCHES = 5_000  # each sketch is a few hundred characters sent with the figure
 
 
 def map_frame(project: Project) -> pd.DataFrame:
@@ -54,7 +55,12 @@ def figure(frame: pd.DataFrame, color_by: str, hover: list[str]) -> go.Figure:
                     hovertext=[hover[i] for i in part["index"]], hoverinfo="text", marker={"size": 7},
                 )
             )  # fmt: skip
-    fig.update_layout(height=600, dragmode="lasso", margin={"l": 0, "r": 0, "t": 30, "b": 0})
+    fig.update_layout(
+        height=600,
+        dragmode="lasso",
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        hoverlabel={"font": {"family": "DejaVu Sans Mono, Menlo, Consolas, monospace"}},  # image sketches
+    )
     return fig
 
 
@@ -67,7 +73,18 @@ def hover_texts(project: Project, frame: pd.DataFrame) -> list[str]:
             f"{sid}<br>score {s:.3g}<br>" + "<br>".join(f"{c}: {v}" for c, v in zip(shown, row, strict=True))
             for sid, s, row in zip(frame.sample_id, frame.score, values, strict=True)
         ]
-    return [f"{sid}<br>score {s:.3g}" for sid, s in zip(frame.sample_id, frame.score, strict=True)]
+    sketches = image_sketches(str(project.path)) if len(project) <= MAX_HOVER_SKETCHES else [""] * len(project)
+    return [
+        f"{sid}<br>score {s:.3g}<br>{sketch}"
+        for sid, s, sketch in zip(frame.sample_id, frame.score, sketches, strict=True)
+    ]
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def image_sketches(path: str) -> list[str]:
+    """Every image of a project as a hover sketch (a project's images never change)."""
+    pixels = Project.open(path).pixels
+    return [text_sketch(p) for p in pixels]
 
 
 def render_selection(project: Project, frame: pd.DataFrame, selected: list[int]) -> None:

@@ -95,28 +95,30 @@ def render_settings(project: Project) -> None:
             index=["auto", "mlp", "mnist_lenet", "fmnist_lenet", "cifar10_lenet", "conv"].index(config.net),
         )  # fmt: skip
         eta = c2.number_input("eta (weight of labeled samples)", 0.01, 100.0, float(config.eta))
-        lr = c3.number_input("Learning rate", 1e-5, 1e-1, float(config.lr), format="%.5f")
+        lr = c3.number_input("Learning rate, first round", 1e-5, 1e-1, float(config.lr), format="%.5f")
         c4, c5, c6 = st.columns(3)
         first = c4.number_input("Epochs, first round", 1, 5000, config.first_epochs)
         per_round = c5.number_input("Epochs per later round", 1, 5000, config.epochs_per_round)
         batch = c6.number_input("Batch size", 2, 4096, config.batch_size)
-        c7, c8 = st.columns(2)
+        c7, c8, c9 = st.columns(3)
         queue_size = c7.number_input("Samples per queue", 2, 200, config.queue_size)
+        round_lr = c9.number_input("Learning rate, later rounds", 1e-6, 1e-1, float(config.round_lr), format="%.6f")
         contamination = c8.number_input(
             "Expected anomaly share", 0.001, 0.5, float(config.contamination), format="%.3f"
         )
         st.markdown("Queue mix")
-        m1, m2, m3 = st.columns(3)
+        m1, m2, m3, m4 = st.columns(4)
         mix = {
             "most_anomalous": m1.slider("Most anomalous", 0.0, 1.0, config.mix.get("most_anomalous", 0.0)),
             "most_uncertain": m2.slider("Most uncertain", 0.0, 1.0, config.mix.get("most_uncertain", 0.0)),
             "diverse": m3.slider("Diverse", 0.0, 1.0, config.mix.get("diverse", 0.0)),
+            "random": m4.slider("Random", 0.0, 1.0, config.mix.get("random", 0.0)),
         }
         if st.form_submit_button("Save settings"):
             if sum(mix.values()) <= 0:
                 mix = dict(DEFAULT_MIX)
             project.update_round_config(
-                net=net, eta=eta, lr=lr, first_epochs=int(first), epochs_per_round=int(per_round),
+                net=net, eta=eta, lr=lr, round_lr=round_lr, first_epochs=int(first), epochs_per_round=int(per_round),
                 batch_size=int(batch), queue_size=int(queue_size), contamination=contamination, mix=mix,
             )  # fmt: skip
             st.success("Saved; the next round uses them.")

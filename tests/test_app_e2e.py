@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parents[1]
@@ -96,6 +97,17 @@ def _label(page, key: str, which: str) -> float:
     return time.perf_counter() - start
 
 
+def _hover_somewhere(page, x0: float, y0: float, w: float, h: float) -> str:
+    """Sweep the mouse over the plot until a point's hover label shows; its text."""
+    label = page.locator(".hoverlayer .hovertext")
+    for fy in np.linspace(0.05, 0.95, 19):
+        for fx in np.linspace(0.05, 0.95, 29):
+            page.mouse.move(x0 + fx * w, y0 + fy * h)
+            if label.count():
+                return label.first.inner_text()
+    return ""
+
+
 def test_a_newcomer_labels_retrains_maps_exports_and_scores(page, app_url, tmp_path):
     try:
         _journey(page, app_url, tmp_path)
@@ -160,6 +172,7 @@ def _journey(page, app_url, tmp_path):
     drag = chart.locator(".nsewdrag").first
     box = drag.bounding_box()
     x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    assert "score" in _hover_somewhere(page, x0, y0, w, h)  # hovering a point shows the sample
     page.mouse.move(x0 + 0.02 * w, y0 + 0.02 * h)
     page.mouse.down()
     for fx, fy in ((0.25, 0.02), (0.5, 0.02), (0.5, 0.5), (0.5, 0.98), (0.25, 0.98), (0.02, 0.98), (0.02, 0.5)):

@@ -45,7 +45,8 @@ def test_curves_have_one_row_per_round_and_the_oracle_finds_anomalies(npz):
         assert part["anomalies_found"].is_monotonic_increasing
         assert part["test_auc"].between(0, 1).all()
     top = curves[curves.strategy == "most_anomalous"]["anomalies_found"].iloc[-1]
-    assert top >= 10  # the blobs' anomalies score highest: the top-20 holds most of them
+    expected_at_random = 20 * setup.truth_pool.mean()  # about 1.8 of 20
+    assert top >= 3 * expected_at_random  # the blobs' anomalies score highest
 
 
 def test_cli_writes_curves_and_plot(npz, tmp_path):

@@ -35,7 +35,8 @@ def test_a_round_persists_scores_queue_map_and_metrics(project):
     assert status.state == "done" and status.round_number == 0
     r = project.current_round()
     assert r.scores.shape == (330,) and r.latents.shape[0] == 330
-    assert len(r.queue) == 8 and {q["strategy"] for q in r.queue} <= {"most_anomalous", "most_uncertain", "diverse"}
+    assert len(r.queue) == 8
+    assert {q["strategy"] for q in r.queue} <= {"most_anomalous", "most_uncertain", "diverse", "random"}
     assert r.map_coords().shape == (330, 2)
     assert r.threshold["method"] == "contamination"
     metrics = r.row["metrics"]
