@@ -16,7 +16,7 @@ from pages.common import (
     train_button,
 )
 
-CARD_WIDTH = {"image": 200, "tabular": 290}  # pixels
+CARD_WIDTH = {"image": 270, "tabular": 290}  # pixels: the decision control needs about 240
 # Cards on screen per section (all with "Show every item"): each card is a handful of elements the
 # server sends and the browser redraws on every click, so fewer cards keep the next item quick.
 SHOWN_PER_SECTION = 6
