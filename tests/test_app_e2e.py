@@ -104,7 +104,7 @@ def _hover_somewhere(page, x0: float, y0: float, w: float, h: float) -> str:
         for fx in np.linspace(0.05, 0.95, 29):
             page.mouse.move(x0 + fx * w, y0 + fy * h)
             if label.count():
-                return label.first.inner_text()
+                return label.first.text_content() or ""  # an SVG group: no inner_text
     return ""
 
 
