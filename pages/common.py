@@ -42,6 +42,9 @@ def init_state() -> None:
         st.rerun()
     st.session_state.setdefault("project_path", None)
     st.session_state.setdefault("annotator", "expert")
+    # The sidebar's name field is a widget on every page; Streamlit drops a widget's value when the
+    # page changes, and the field then came up empty on the next page. Re-assigning keeps it.
+    st.session_state["annotator"] = st.session_state["annotator"]
     st.session_state.setdefault("label.skipped", set())
     st.session_state.setdefault("label.show_all", False)
     st.session_state.setdefault("round.seen_state", None)

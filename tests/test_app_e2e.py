@@ -126,6 +126,7 @@ def _journey(page, app_url, tmp_path):
     page.get_by_text("Most anomalous (").first.wait_for(timeout=120_000)
     first_queue = time.perf_counter() - start
     page.get_by_text("Most uncertain (").first.wait_for()
+    page.get_by_role("radio", name="Anomalous").first.wait_for()  # the cards' controls are drawn
     page.screenshot(path=ARTIFACTS / "label.png", full_page=True)
     _no_traceback(page)
 
@@ -173,6 +174,7 @@ def _journey(page, app_url, tmp_path):
     box = drag.bounding_box()
     x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
     assert "score" in _hover_somewhere(page, x0, y0, w, h)  # hovering a point shows the sample
+    assert page.get_by_label("Your name (recorded with each label)").input_value() == "expert"  # kept across pages
     page.mouse.move(x0 + 0.02 * w, y0 + 0.02 * h)
     page.mouse.down()
     for fx, fy in ((0.25, 0.02), (0.5, 0.02), (0.5, 0.5), (0.5, 0.98), (0.25, 0.98), (0.02, 0.98), (0.02, 0.5)):
