@@ -140,7 +140,7 @@ def warm_up() -> float:
 
 # --- the map process ------------------------------------------------------------------------------
 
-MAP_PROCESS_NICENESS = 10  # below the app and the browser on a small machine
+MAP_PROCESS_NICENESS = 19  # the lowest priority: the app and the browser come first on a small machine
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()

@@ -19,7 +19,7 @@ from pages.common import (
 CARD_WIDTH = {"image": 270, "tabular": 290}  # pixels: the decision control needs about 240
 # Cards on screen per section (all with "Show every item"): each card is a handful of elements the
 # server sends and the browser redraws on every click, so fewer cards keep the next item quick.
-SHOWN_PER_SECTION = 6
+SHOWN_PER_SECTION = 4
 
 SECTIONS = {
     "most_anomalous": ("Most anomalous", "The highest scores: where anomalies are found."),
