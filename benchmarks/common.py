@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,11 @@ def machine_line() -> str:
         f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {device}; "
         f"torch {torch.__version__}, Python {platform.python_version()}"
     )
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """The command that ran benchmark ``module``, for its report: ``python -m benchmarks.<module> ...``."""
+    return f"python -m benchmarks.{module} " + " ".join(argv if argv is not None else sys.argv[1:])
 
 
 def write_report(name: str, title: str, command: str, notes: list[str], table: pd.DataFrame) -> Path:

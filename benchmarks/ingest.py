@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,9 +21,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from benchmarks.common import write_report
+from benchmarks.common import command_line, write_report
 from deepsad_core.data import load_dataset
 from deepsad_core.studio import Project
+
+
+def synthetic_csv(workdir: str | None, rows: int, prefix: str) -> Path:
+    """``<workdir>/big.csv`` with ``rows`` rows, made unless already there (default: a new temp dir)."""
+    work = Path(workdir or tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    csv = work / "big.csv"
+    if not csv.exists():
+        make_csv(csv, rows)
+    return csv
 
 
 def make_csv(path: Path, rows: int, seed: int = 0) -> None:
@@ -50,11 +59,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--workdir", default=None, help="where to write the CSV and the workspace (default: a temp dir)")
     args = p.parse_args(argv)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="deepsad-ingest-"))
-    work.mkdir(parents=True, exist_ok=True)
-    csv = work / "big.csv"
-    if not csv.exists():
-        make_csv(csv, args.rows)
+    csv = synthetic_csv(args.workdir, args.rows, "deepsad-ingest-")
+    work = csv.parent
     size_mb = csv.stat().st_size / 1e6
     _, t_pandas = timed(lambda: pd.read_csv(csv, engine="pyarrow"))
     ds, t_load = timed(lambda: load_dataset(csv))
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             {"step": "Project.create (load + workspace)", "seconds": t_project, "x pandas": t_project / t_pandas},
         ]
     ).round(2)
-    command = "python -m benchmarks.ingest " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("ingest", argv)
     notes = [
         f"{args.rows:,} rows x 20 columns ({size_mb:.0f} MB CSV): id, 17 floats with 0.1 % blanks, an int, "
         f"a 5-level text column; features out: {ds.X.shape[1]}",

@@ -20,7 +20,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.baselines import IsolationForestBaseline, OneClassSVMBaseline
-from benchmarks.common import int_list, load_npz, stopwatch, write_report
+from benchmarks.common import command_line, int_list, load_npz, stopwatch, write_report
 from deepsad_core import DeepSAD
 from deepsad_core.protocols import semisupervised_training_set
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     table = wide.map(lambda v: f"{v:.3f}").reset_index().rename(columns={"normal": "normal class"})
     table.insert(1, "known anomaly class", summary.groupby("normal")["known"].first().values)
     fit_s = summary.groupby("method", sort=False)["fit_s"].mean().round(1)
-    command = "python -m benchmarks.paper_images " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("paper_images", argv)
     notes = [
         f"MNIST, test ROC-AUC on the full official test split (10,000 images); seeds {args.seeds}",
         f"labeled anomalies {args.ratio_known:.0%} of the training set from one known class; pollution "

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.baselines import IsolationForestBaseline, OneClassSVMBaseline
-from benchmarks.common import int_list, load_npz, stopwatch, write_report
+from benchmarks.common import command_line, int_list, load_npz, stopwatch, write_report
 from deepsad_core import DeepSAD
 from deepsad_core.protocols import scale_like_paper, semisupervised_training_set, split_train_test
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             "labeled anomalies": summary["labeled"].round(0).astype(int),
         }
     )
-    command = "python -m benchmarks.paper_odds " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("paper_odds", argv)
     notes = [
         f"seeds {args.seeds}; Deep SAD / Deep SVDD: {args.ae_epochs} autoencoder + {args.epochs} training epochs, "
         f"Adam lr {args.lr:g} dropped x0.1 at epoch 50, batch 128, eta 1, weight decay as the paper (paper lr: 1e-4)",

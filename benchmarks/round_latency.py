@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import load_npz, write_report
+from benchmarks.common import command_line, load_npz, write_report
 from deepsad_core.projection import umap_map, warm_up
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     rows[0].pop("latents")
     table_out = pd.DataFrame(rows).round(2)
     table_out["target s"] = [5, 30]
-    command = "python -m benchmarks.round_latency " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("round_latency", argv)
     notes = [
         "a round after the first: warm start (c fixed) with 20 labels, batch 128, then every sample scored and "
         "embedded, threshold from the labels, hybrid queue of 20; the map is not included",

@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.csv as pacsv
 
-from benchmarks.common import write_report
-from benchmarks.ingest import make_csv
+from benchmarks.common import command_line, write_report
+from benchmarks.ingest import synthetic_csv
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -28,11 +26,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="deepsad-score-"))
-    work.mkdir(parents=True, exist_ok=True)
-    csv = work / "big.csv"
-    if not csv.exists():
-        make_csv(csv, args.rows)
+    csv = synthetic_csv(args.workdir, args.rows, "deepsad-score-")
+    work = csv.parent
     train = work / "train.csv"
     pacsv.write_csv(pacsv.read_csv(csv).slice(0, 20_000), train)
     deepsad = [sys.executable, "-m", "deepsad_core"]
@@ -57,7 +52,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     table = pd.DataFrame(
         [{"rows": scored, "seconds": round(seconds, 2), "rows/s": int(scored / seconds), "peak RSS MB": int(peak_mb)}]
     )
-    command = "python -m benchmarks.score_bundle " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("score_bundle", argv)
     notes = [
         f"{args.rows:,} rows x 20 columns ({csv.stat().st_size / 1e6:.0f} MB CSV), ONNX backend, "
         "batches of 100,000 rows",

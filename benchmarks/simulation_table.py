@@ -10,11 +10,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import pandas as pd
 
-from benchmarks.common import RESULTS_DIR, write_report
+from benchmarks.common import RESULTS_DIR, command_line, write_report
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -37,7 +36,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 }
             )
     table = pd.DataFrame(rows)
-    command = "python -m benchmarks.simulation_table " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("simulation_table", argv)
     notes = [
         "simulated expert answering from the truth; per seed a 60/40 split per class, the pool is the training "
         "part with its natural anomaly share; round 0: 30 + 30 epochs without labels (lr 1e-3), then 10 labels "

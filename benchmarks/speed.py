@@ -24,7 +24,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms.functional import to_tensor
 
-from benchmarks.common import load_npz, write_report
+from benchmarks.common import command_line, load_npz, write_report
 from deepsad_core.networks import resolve_network
 from deepsad_core.training import batched_forward, deepsad_loss, train_deepsad
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     df["train"] = df["train"].round(0).astype(int)
     df["score"] = df["score"].round(0).astype(int)
     df = df.rename(columns={"train": "train samples/s", "score": "score samples/s"})
-    command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command_line("speed", argv)
     notes = [
         f"{args.rows} random rows x 21 features; the first {args.images} MNIST training images; "
         f"{args.epochs} epochs of Deep SAD training each, batch {BATCH}; scoring: no-grad passes over the same data",
