@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from deepsad_core.studio import Project
-from pages.common import project_page, round_progress, text_sketch, thumbnail
+from pages.common import project_page, round_progress, text_sketch, thumbnail, worker_for
 
 COLOR_BY = ("score", "label", "queue", "truth")
 MAX_HOVER_SKETCHES = 5_000  # each sketch is a few hundred characters sent with the figure
@@ -83,8 +83,7 @@ def hover_texts(project: Project, frame: pd.DataFrame) -> list[str]:
 @st.cache_data(show_spinner=False, max_entries=4)
 def image_sketches(path: str) -> list[str]:
     """Every image of a project as a hover sketch (a project's images never change)."""
-    pixels = Project.open(path).pixels
-    return [text_sketch(p) for p in pixels]
+    return [text_sketch(p) for p in worker_for(path).project.pixels]  # the open project, not a second load
 
 
 def render_selection(project: Project, frame: pd.DataFrame, selected: list[int]) -> None:
