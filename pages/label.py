@@ -17,9 +17,10 @@ from pages.common import (
 )
 
 CARD_WIDTH = {"image": 270, "tabular": 290}  # pixels: the decision control needs about 240
-# Cards on screen per section (all with "Show every item"): each card is a handful of elements the
-# server sends and the browser redraws on every click, so fewer cards keep the next item quick.
-SHOWN_PER_SECTION = 4
+# Cards on screen per section (all with "Show every item"): each card is three elements the server
+# sends and the browser redraws on every click, so fewer cards keep the next item quick. The two
+# sections that decide the detector get a full row; the diverse and random picks a short one.
+SHOWN_PER_SECTION = {"most_anomalous": 4, "most_uncertain": 4, "diverse": 2, "random": 2}
 
 SECTIONS = {
     "most_anomalous": ("Most anomalous", "The highest scores: where anomalies are found."),
@@ -93,13 +94,12 @@ def render_item(project: Project, item: dict) -> None:
 
 def render_section(project: Project, strategy: str, items: list[dict]) -> None:
     title, help_text = SECTIONS.get(strategy, (strategy, ""))
-    st.subheader(f"{title} ({len(items)})", help=help_text)
-    shown = items if st.session_state["label.show_all"] else items[:SHOWN_PER_SECTION]
+    shown = items if st.session_state["label.show_all"] else items[: SHOWN_PER_SECTION.get(strategy, 4)]
+    partly = f" :gray[· {len(shown)} shown]" if len(items) > len(shown) else ""  # the rest move up as you label
+    st.subheader(f"{title} ({len(items)}){partly}", help=help_text)
     with st.container(horizontal=True, wrap=True, gap="small"):  # cards flow into rows by the window's width
         for item in shown:
             render_item(project, item)
-    if len(items) > len(shown):
-        st.caption(f"{len(items) - len(shown)} more in this section move up as you label.")
     st.button(
         f"Mark the rest of '{title}' normal ({len(items)})",
         key=f"label.rest.{strategy}",
@@ -110,11 +110,11 @@ def render_section(project: Project, strategy: str, items: list[dict]) -> None:
 
 def render_header(project: Project, worker: RoundWorker, queue: list[dict], current) -> None:
     labels = project.labels()
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Round", "-" if current is None else current.number)
-    c2.metric("Labeled normal", sum(v == "normal" for v in labels.values()))
-    c3.metric("Labeled anomalous", sum(v == "anomalous" for v in labels.values()))
-    c4.metric("Left in this queue", len(queue))
+    with st.container(horizontal=True):  # one block, not four columns: fewer elements per click
+        st.metric("Round", "-" if current is None else current.number)
+        st.metric("Labeled normal", sum(v == "normal" for v in labels.values()))
+        st.metric("Labeled anomalous", sum(v == "anomalous" for v in labels.values()))
+        st.metric("Left in this queue", len(queue))
     with st.container(horizontal=True, vertical_alignment="center"):
         st.button("Undo last action", key="label.undo", on_click=undo, args=(project,))
         train_button(worker, "label.train")

@@ -88,13 +88,33 @@ def _items(page, section: str) -> list[str]:
     return [next(c for c in cls.split() if c.startswith("st-key-")) for cls in classes]
 
 
-def _label(page, key: str, which: str) -> float:
-    """Click Normal/Anomalous on one item; seconds until the item is gone (the next one shown)."""
-    button = page.locator(f'[class~="{key}"]').get_by_role("radio", name=which)
+# In the page's own clock: from the click event on a card to the first frame painted without it
+# (the next item has moved up). Playwright's own round trip (actionability checks, polling) is not
+# something the user waits for, so it is reported beside this figure, not in it.
+WATCH_CARD = """key => {
+  const card = document.querySelector(`[class~="${key}"]`);
+  window.__clicked = null; window.__shown = null;
+  card.addEventListener("click", () => { window.__clicked ??= performance.now(); }, {capture: true, once: true});
+  const watcher = new MutationObserver(() => {
+    if (document.contains(card)) return;
+    watcher.disconnect();
+    requestAnimationFrame(() => setTimeout(() => { window.__shown = performance.now(); }));
+  });
+  watcher.observe(document.body, {childList: true, subtree: true});
+}"""
+
+
+def _label(page, key: str, which: str) -> tuple[float, float]:
+    """Click Normal/Anomalous on one item; seconds until the next item is shown (page clock) and
+    seconds of Playwright's whole round trip (click call to the card seen gone)."""
+    card = page.locator(f'[class~="{key}"]')
+    page.evaluate(WATCH_CARD, key)
     start = time.perf_counter()
-    button.click()
-    page.locator(f'[class~="{key}"]').wait_for(state="detached")
-    return time.perf_counter() - start
+    card.get_by_role("radio", name=which).click()
+    card.wait_for(state="detached")
+    round_trip = time.perf_counter() - start
+    page.wait_for_function("() => window.__shown !== null && window.__clicked !== null")
+    return page.evaluate("() => window.__shown - window.__clicked") / 1000, round_trip
 
 
 def _hover_somewhere(page, x0: float, y0: float, w: float, h: float) -> str:
@@ -131,11 +151,13 @@ def _journey(page, app_url, tmp_path):
     _no_traceback(page)
 
     # 2. five labels from each queue, timing click -> next item shown
-    latencies = []
+    latencies, round_trips = [], []
     for section in ("most_anomalous", "most_uncertain"):
         for _ in range(5):
             key = _items(page, section)[0]
-            latencies.append(_label(page, key, "Anomalous" if section == "most_anomalous" else "Normal"))
+            shown, round_trip = _label(page, key, "Anomalous" if section == "most_anomalous" else "Normal")
+            latencies.append(shown)
+            round_trips.append(round_trip)
     page.get_by_text("Labeled anomalous").wait_for()
     assert "10 normal" not in page.content()
 
@@ -151,7 +173,9 @@ def _journey(page, app_url, tmp_path):
     page.get_by_role("link", name="Label").click()
     page.get_by_role("button", name="Train next round").first.click()
     page.get_by_text("Round 1: train epoch").wait_for()  # live progress from the background worker
-    latencies.append(_label(page, _items(page, "most_anomalous")[0], "Anomalous"))
+    shown, round_trip = _label(page, _items(page, "most_anomalous")[0], "Anomalous")
+    latencies.append(shown)
+    round_trips.append(round_trip)
     page.get_by_text("Round 1: train epoch").wait_for()  # labeling did not wait for training
     round_metric = page.locator('[data-testid="stMetricValue"]').first
     try:
@@ -230,7 +254,14 @@ def _journey(page, app_url, tmp_path):
     _no_traceback(page)
 
     median_ms = statistics.median(latencies) * 1000
+    round_trip_ms = statistics.median(round_trips) * 1000
+    each = ", ".join(f"{t * 1000:.0f}" for t in latencies)
     print(f"\nE2E: create sample project -> first queue: {first_queue:.1f} s (target <= 60 s)")
     print(f"E2E: label click -> next item shown: median {median_ms:.0f} ms over {len(latencies)} (target <= 300 ms)")
-    (ARTIFACTS / "timings.txt").write_text(f"first_queue_s={first_queue:.2f}\nlabel_median_ms={median_ms:.0f}\n")
+    print(f"E2E:   each click, ms: {each}")
+    print(f"E2E:   Playwright's round trip for the same clicks: median {round_trip_ms:.0f} ms")
+    (ARTIFACTS / "timings.txt").write_text(
+        f"first_queue_s={first_queue:.2f}\nlabel_median_ms={median_ms:.0f}\nlabel_ms={each}\n"
+        f"playwright_round_trip_median_ms={round_trip_ms:.0f}\n"
+    )
     assert first_queue <= 120, "the first queue took over two minutes"
