@@ -91,3 +91,33 @@ def test_callback_returning_true_cancels():
 def test_loss_decreases_on_unlabeled_data():
     losses = _train(None, epochs=10)
     assert np.mean(losses[-3:]) < losses[0]
+
+
+def test_training_loop_matches_the_textbook_torch_optim_loop_bit_for_bit():
+    """The engine's Adam (torch's update without Optimizer.step's wrappers) and its milestone
+    schedule give the same weights as torch.optim.Adam + MultiStepLR + zero_grad, labels included."""
+    torch.manual_seed(0)
+    spec = resolve_network("mlp", (6,))
+    ours, textbook = spec.build_encoder(), spec.build_encoder()
+    textbook.load_state_dict(ours.state_dict())
+    X = torch.rand(100, 6)
+    semi = torch.tensor([0.0] * 80 + [1.0] * 10 + [-1.0] * 10)
+    c = torch.full((4,), 0.1)
+    settings = dict(eta=2.0, epochs=4, lr=1e-3, weight_decay=0.5e-3, milestones=(2, 3), batch_size=32)
+    train_deepsad(ours, X, semi, c, generator=torch.Generator().manual_seed(0), **settings)
+
+    optimizer = torch.optim.Adam(textbook.parameters(), lr=1e-3, weight_decay=0.5e-3, fused=True)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2, 3], gamma=0.1)
+    generator = torch.Generator().manual_seed(0)
+    textbook.train()
+    for _ in range(4):
+        order = torch.randperm(100, generator=generator)
+        for b in range(100 // 32):
+            batch = order[b * 32 : (b + 1) * 32]
+            loss = deepsad_loss(((textbook(X[batch]) - c) ** 2).sum(dim=1), semi[batch], 2.0)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+    for (name, a), b in zip(ours.state_dict().items(), textbook.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
