@@ -80,7 +80,9 @@ def loss_terms(
     return weight, offset, exponent
 
 
-def _loss_from_terms(dist: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor, exponent: torch.Tensor):
+def _loss_from_terms(
+    dist: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor, exponent: torch.Tensor
+) -> torch.Tensor:
     return (weight * (dist + offset) ** exponent).mean()
 
 

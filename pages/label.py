@@ -19,7 +19,7 @@ from pages.common import (
 CARD_WIDTH = {"image": 270, "tabular": 290}  # pixels: the decision control needs about 240
 # Cards on screen per section (all with "Show every item"): each card is three elements the server
 # sends and the browser redraws on every click, so fewer cards keep the next item quick. The two
-# sections that decide the detector get a full row; the diverse and random picks a short one.
+# sections that decide the detector show four; the diverse and random picks two.
 SHOWN_PER_SECTION = {"most_anomalous": 4, "most_uncertain": 4, "diverse": 2, "random": 2}
 
 SECTIONS = {
