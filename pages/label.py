@@ -30,11 +30,10 @@ SECTIONS = {
 }
 
 
-def pending_queue(project: Project, current) -> list[dict]:
+def pending_queue(current, labels: dict[int, str]) -> list[dict]:
     """The current round's queue without what was labeled or skipped since."""
     if current is None:
         return []
-    labels = project.labels()
     skipped = st.session_state["label.skipped"]
     return [q for q in current.queue if q["index"] not in labels and (current.number, q["index"]) not in skipped]
 
@@ -108,8 +107,7 @@ def render_section(project: Project, strategy: str, items: list[dict]) -> None:
     )
 
 
-def render_header(project: Project, worker: RoundWorker, queue: list[dict], current) -> None:
-    labels = project.labels()
+def render_header(project: Project, worker: RoundWorker, labels: dict[int, str], queue: list[dict], current) -> None:
     with st.container(horizontal=True):  # one block, not four columns: fewer elements per click
         st.metric("Round", "-" if current is None else current.number)
         st.metric("Labeled normal", sum(v == "normal" for v in labels.values()))
@@ -127,8 +125,9 @@ def label_body(project: Project, worker: RoundWorker) -> None:
     """The counts and the queue. (Not an st.fragment: a fragment rerun that changes the number of
     cards left stale buttons on the page in Streamlit 1.67, so each click reruns the page.)"""
     current = project.current_round()
-    queue = pending_queue(project, current)
-    render_header(project, worker, queue, current)
+    labels = project.labels()  # one read per click, for the queue and the counts
+    queue = pending_queue(current, labels)
+    render_header(project, worker, labels, queue, current)
     if current is None:
         st.info("Round 0 is training: the first queue appears here when it is done.")
         return
