@@ -93,15 +93,27 @@ def test_loss_decreases_on_unlabeled_data():
     assert np.mean(losses[-3:]) < losses[0]
 
 
-def test_training_loop_matches_the_textbook_torch_optim_loop_bit_for_bit():
-    """The engine's Adam (torch's update without Optimizer.step's wrappers) and its milestone
-    schedule give the same weights as torch.optim.Adam + MultiStepLR + zero_grad, labels included."""
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as the engine trains the small MLPs below; sums split over threads round
+    differently, so bit-for-bit comparisons need the same count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("labeled", [True, False], ids=["labels", "no-labels"])
+def test_training_loop_matches_the_textbook_torch_optim_loop_bit_for_bit(labeled, one_thread):
+    """The engine's Adam (torch's update without Optimizer.step's wrappers), its milestone schedule and
+    its label-free shortcut give the same weights as torch.optim.Adam + MultiStepLR + zero_grad
+    with the paper's loss."""
     torch.manual_seed(0)
     spec = resolve_network("mlp", (6,))
     ours, textbook = spec.build_encoder(), spec.build_encoder()
     textbook.load_state_dict(ours.state_dict())
     X = torch.rand(100, 6)
-    semi = torch.tensor([0.0] * 80 + [1.0] * 10 + [-1.0] * 10)
+    semi = torch.tensor([0.0] * 80 + [1.0] * 10 + [-1.0] * 10) if labeled else torch.zeros(100)
     c = torch.full((4,), 0.1)
     settings = dict(eta=2.0, epochs=4, lr=1e-3, weight_decay=0.5e-3, milestones=(2, 3), batch_size=32)
     train_deepsad(ours, X, semi, c, generator=torch.Generator().manual_seed(0), **settings)
@@ -121,3 +133,27 @@ def test_training_loop_matches_the_textbook_torch_optim_loop_bit_for_bit():
         scheduler.step()
     for (name, a), b in zip(ours.state_dict().items(), textbook.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def _threads_seen_in_training(spec, X: torch.Tensor) -> set[int]:
+    seen = set()
+
+    def callback(progress):
+        seen.add(torch.get_num_threads())
+
+    train_deepsad(
+        spec.build_encoder(), X, torch.zeros(len(X)), torch.full((spec.rep_dim,), 0.1), eta=1.0, epochs=2,
+        lr=1e-4, weight_decay=0.0, milestones=(), batch_size=8, generator=torch.Generator(), callback=callback,
+    )  # fmt: skip
+    return seen
+
+
+def test_small_mlps_train_on_one_thread_and_give_the_callers_setting_back():
+    threads = torch.get_num_threads()
+    assert _threads_seen_in_training(resolve_network("mlp", (21,)), torch.rand(32, 21)) == {1}
+    assert torch.get_num_threads() == threads
+    # a large table's MLP and any conv net keep every thread: their ops are big enough to split
+    assert _threads_seen_in_training(resolve_network("mlp", (2000,)), torch.rand(32, 2000)) == {threads}
+    assert _threads_seen_in_training(resolve_network("mnist_lenet", (1, 28, 28)), torch.rand(16, 1, 28, 28)) == {
+        threads
+    }
