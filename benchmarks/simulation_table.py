@@ -14,6 +14,7 @@ import argparse
 import pandas as pd
 
 from benchmarks.common import RESULTS_DIR, command_line, write_report
+from deepsad_core.query import DEFAULT_MIX
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -40,8 +41,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     notes = [
         "simulated expert answering from the truth; per seed a 60/40 split per class, the pool is the training "
         "part with its natural anomaly share; round 0: 30 + 30 epochs without labels (lr 1e-3), then 10 labels "
-        "and 20 warm-start epochs per round (lr 1e-4); hybrid = 30 % most anomalous, 30 % most uncertain, "
-        "20 % diverse, 20 % random (the app's defaults); MNIST: cut epochs, see below",
+        "and 20 warm-start epochs per round (lr 1e-4); hybrid = "
+        + ", ".join(f"{share:.0%} {name.replace('_', ' ')}" for name, share in DEFAULT_MIX.items())
+        + " (the app's defaults); MNIST: cut epochs, see below",
         "curves: benchmarks/results/simulate_<data set>/curves.csv and curves.png",
     ]
     write_report("simulate", "Labeling loop: strategies against random", command, notes, table)

@@ -20,7 +20,8 @@ CARD_WIDTH = {"image": 270, "tabular": 290}  # pixels: the decision control need
 # Cards on screen per section (all with "Show every item"): each card is three elements the server
 # sends and the browser redraws on every click, so fewer cards keep the next item quick. The two
 # sections that decide the detector show four; the diverse and random picks two.
-SHOWN_PER_SECTION = {"most_anomalous": 4, "most_uncertain": 4, "diverse": 2, "random": 2}
+# about in proportion to the default queue mix (deepsad_core.query.DEFAULT_MIX), twelve cards in all
+SHOWN_PER_SECTION = {"most_anomalous": 4, "most_uncertain": 2, "diverse": 4, "random": 2}
 
 SECTIONS = {
     "most_anomalous": ("Most anomalous", "The highest scores: where anomalies are found."),

@@ -150,12 +150,13 @@ def _journey(page, app_url, tmp_path):
     page.screenshot(path=ARTIFACTS / "label.png", full_page=True)
     _no_traceback(page)
 
-    # 2. five labels from each queue, timing click -> next item shown
+    # 2. ten labels (the default queue of 20 holds 4 most anomalous and 10 diverse picks), timing
+    # click -> next item shown
     latencies, round_trips = [], []
-    for section in ("most_anomalous", "most_uncertain"):
-        for _ in range(5):
+    for section, count, answer in (("most_anomalous", 4, "Anomalous"), ("diverse", 6, "Normal")):
+        for _ in range(count):
             key = _items(page, section)[0]
-            shown, round_trip = _label(page, key, "Anomalous" if section == "most_anomalous" else "Normal")
+            shown, round_trip = _label(page, key, answer)
             latencies.append(shown)
             round_trips.append(round_trip)
     page.get_by_text("Labeled anomalous").wait_for()
@@ -173,7 +174,7 @@ def _journey(page, app_url, tmp_path):
     page.get_by_role("link", name="Label").click()
     page.get_by_role("button", name="Train next round").first.click()
     page.get_by_text("Round 1: train epoch").wait_for()  # live progress from the background worker
-    shown, round_trip = _label(page, _items(page, "most_anomalous")[0], "Anomalous")
+    shown, round_trip = _label(page, _items(page, "diverse")[0], "Normal")
     latencies.append(shown)
     round_trips.append(round_trip)
     page.get_by_text("Round 1: train epoch").wait_for()  # labeling did not wait for training
