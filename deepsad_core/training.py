@@ -151,8 +151,9 @@ def _intra_op_threads(model: nn.Module, device: torch.device) -> Iterator[None]:
     """Train a small CPU network on one intra-op thread, then restore the caller's setting.
 
     Each op of a small MLP is a few microseconds of work, and splitting it across threads costs more
-    than it saves. The setting is per thread (OpenMP), so a training thread in the app leaves the
-    other core to the page.
+    than it saves. Threads that already ran torch keep their own setting (OpenMP's is per thread), so a
+    training thread in the app leaves the other core to the page; a thread that first runs torch while
+    this is in effect starts with one thread too.
     """
     macs = _linear_macs_per_sample(model)
     if device.type != "cpu" or macs is None or macs >= SINGLE_THREAD_MACS:

@@ -18,9 +18,8 @@ from pages.common import (
 
 CARD_WIDTH = {"image": 270, "tabular": 290}  # pixels: the decision control needs about 240
 # Cards on screen per section (all with "Show every item"): each card is three elements the server
-# sends and the browser redraws on every click, so fewer cards keep the next item quick. The two
-# sections that decide the detector show four; the diverse and random picks two.
-# about in proportion to the default queue mix (deepsad_core.query.DEFAULT_MIX), twelve cards in all
+# sends and the browser redraws on every click, so fewer cards keep the next item quick. Twelve in
+# all, the larger sections of the default queue mix (deepsad_core.query.DEFAULT_MIX) showing four.
 SHOWN_PER_SECTION = {"most_anomalous": 4, "most_uncertain": 2, "diverse": 4, "random": 2}
 
 SECTIONS = {
