@@ -99,3 +99,14 @@ def test_unknown_names_are_refused():
         make_strategy("best")
     with pytest.raises(ValueError, match="unknown strategies"):
         make_strategy("hybrid", {"psychic": 1.0})
+
+
+def test_the_default_queue_leads_with_diversity_and_keeps_the_top_scores_as_most_anomalous(pool):
+    picks = make_strategy("hybrid").query(pool, 20, np.random.default_rng(0))
+    by_part = {name: [p.index for p in picks if p.strategy == name] for name in STRATEGIES[:4]}
+    assert {name: len(idx) for name, idx in by_part.items()} == {
+        "most_anomalous": 4, "most_uncertain": 2, "diverse": 10, "random": 4,
+    }  # fmt: skip
+    free = pool.unlabeled()
+    top4 = free[np.argsort(-pool.scores[free])[:4]]
+    assert sorted(by_part["most_anomalous"]) == sorted(top4.tolist())  # the section the expert reads first
