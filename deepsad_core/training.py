@@ -278,11 +278,14 @@ def train_deepsad(
     computed directly, skipping the per-sample terms (a sixth of a small network's step).
     """
 
+    def dist(x: torch.Tensor) -> torch.Tensor:
+        return ((net(x) - center) ** 2).sum(dim=1)
+
     def batch_loss(x: torch.Tensor, *terms: torch.Tensor) -> torch.Tensor:
-        return _loss_from_terms(((net(x) - center) ** 2).sum(dim=1), *terms)
+        return _loss_from_terms(dist(x), *terms)
 
     def unlabeled_batch_loss(x: torch.Tensor) -> torch.Tensor:
-        return ((net(x) - center) ** 2).sum(dim=1).mean()
+        return dist(x).mean()
 
     labeled = bool((semi_targets != 0).any())
     return _run_epochs(

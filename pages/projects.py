@@ -115,8 +115,8 @@ def render_settings(project: Project) -> None:
             "random": m4.slider("Random", 0.0, 1.0, config.mix.get("random", 0.0)),
         }
         if st.form_submit_button("Save settings"):
-            # the hybrid fills its parts in order; keep the default's order
-            mix = {name: mix[name] for name in DEFAULT_MIX} if sum(mix.values()) > 0 else dict(DEFAULT_MIX)
+            if sum(mix.values()) <= 0:
+                mix = dict(DEFAULT_MIX)
             project.update_round_config(
                 net=net, eta=eta, lr=lr, round_lr=round_lr, first_epochs=int(first), epochs_per_round=int(per_round),
                 batch_size=int(batch), queue_size=int(queue_size), contamination=contamination, mix=mix,

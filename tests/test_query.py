@@ -110,3 +110,10 @@ def test_the_default_queue_leads_with_diversity_and_keeps_the_top_scores_as_most
     free = pool.unlabeled()
     top4 = free[np.argsort(-pool.scores[free])[:4]]
     assert sorted(by_part["most_anomalous"]) == sorted(top4.tolist())  # the section the expert reads first
+
+
+def test_a_hybrid_fills_its_parts_in_one_order_however_the_mix_is_written(pool):
+    written = {"random": 0.2, "most_uncertain": 0.1, "diverse": 0.5, "most_anomalous": 0.2}
+    as_default = make_strategy("hybrid").query(pool, 20, np.random.default_rng(0))
+    reordered = make_strategy("hybrid", written).query(pool, 20, np.random.default_rng(0))
+    assert reordered == as_default
