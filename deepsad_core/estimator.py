@@ -74,64 +74,63 @@ _PARAM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 class DeepSAD(BaseEstimator):
     """Deep Semi-supervised Anomaly Detection (Ruff et al., ICLR 2020).
 
-        Trains a bias-free network phi so that unlabeled and labeled-normal samples map close to a fixed
-        centre c and labeled anomalies map far from it. With no labels it is Deep SVDD (one-class).
+    Trains a bias-free network phi so that unlabeled and labeled-normal samples map close to a fixed
+    centre c and labeled anomalies map far from it. With no labels it is Deep SVDD (one-class).
 
-        Parameters
-        ----------
-        net : {"auto", "mlp", "mnist_lenet", "fmnist_lenet", "cifar10_lenet", "conv"}, default "auto"
-            Network; ``"auto"`` picks by input shape (tables: MLP; 1x28x28: MNIST LeNet;
-            3x32x32: CIFAR-10 LeNet; other images: a generic convolutional net).
-        rep_dim : int or None
-            Latent size; ``None`` takes the network's default (MLP: by input size, as in the paper).
-        hidden_dims : sequence of int or None
-            MLP hidden sizes; ``None`` takes the paper's by input size.
-        eta : float, default 1.0
-            Weight of the labeled samples' terms.
-        lr, epochs, lr_milestones, batch_size, weight_decay
-            Deep SAD training: Adam with ``weight_decay``, lr divided by 10 at each milestone epoch.
-        pretrain : bool, default True
-            Pretrain an autoencoder and start phi from its encoder.
-        ae_epochs, ae_lr, ae_lr_milestones, ae_weight_decay
-            Autoencoder pretraining settings.
-        contamination : float, default 0.1
-            Expected anomaly fraction, used only for the default ``threshold_``.
-        device : str, default "auto"
-            ``"auto"`` uses CUDA when present, else the CPU.
-        seed : int, default 0
-            Seeds local generators (initialisation, shuffling); global RNG state is left untouched.
+    Parameters
+    ----------
+    net : {"auto", "mlp", "mnist_lenet", "fmnist_lenet", "cifar10_lenet", "conv"}, default "auto"
+        Network; ``"auto"`` picks by input shape (tables: MLP; 1x28x28: MNIST LeNet;
+        3x32x32: CIFAR-10 LeNet; other images: a generic convolutional net).
+    rep_dim : int or None
+        Latent size; ``None`` takes the network's default (MLP: by input size, as in the paper).
+    hidden_dims : sequence of int or None
+        MLP hidden sizes; ``None`` takes the paper's by input size.
+    eta : float, default 1.0
+        Weight of the labeled samples' terms.
+    lr, epochs, lr_milestones, batch_size, weight_decay
+        Deep SAD training: Adam with ``weight_decay``, lr divided by 10 at each milestone epoch.
+    pretrain : bool, default True
+        Pretrain an autoencoder and start phi from its encoder.
+    ae_epochs, ae_lr, ae_lr_milestones, ae_weight_decay
+        Autoencoder pretraining settings.
+    contamination : float, default 0.1
+        Expected anomaly fraction, used only for the default ``threshold_``.
+    device : str, default "auto"
+        ``"auto"`` uses CUDA when present, else the CPU.
+    seed : int, default 0
+        Seeds local generators (initialisation, shuffling); global RNG state is left untouched.
 
-        Attributes
-        ----------
-        net_ : torch.nn.Module
-            The trained network phi.
-        network_spec_ : NetworkSpec
-            What was built (name, input shape, rep dim, hidden sizes).
-        center_ : ndarray of shape (rep_dim,)
-            The fixed centre c.
-        decision_scores_ : ndarray of shape (n_samples,)
-            Anomaly scores of the training data (higher = more anomalous).
-        threshold_ : float
-            Score above which :meth:`predict` says anomaly; by default the ``1 - contamination``
-            quantile of ``decision_scores_``; may be set by the caller.
-        history_ : list of dict
-            One record per epoch: ``fit`` (call number), ``phase`` ("pretrain"/"train"), ``epoch``, ``loss``.
-        input_shape_ : tuple of int
-            Shape of one sample seen in ``fit``.
-        n_features_in_ : int
-            Number of values in one sample.
+    Attributes
+    ----------
+    net_ : torch.nn.Module
+        The trained network phi.
+    network_spec_ : NetworkSpec
+        What was built (name, input shape, rep dim, hidden sizes).
+    center_ : ndarray of shape (rep_dim,)
+        The fixed centre c.
+    decision_scores_ : ndarray of shape (n_samples,)
+        Anomaly scores of the training data (higher = more anomalous).
+    threshold_ : float
+        Score above which :meth:`predict` says anomaly; by default the ``1 - contamination``
+        quantile of ``decision_scores_``; may be set by the caller.
+    history_ : list of dict
+        One record per epoch: ``fit`` (call number), ``phase`` ("pretrain"/"train"), ``epoch``, ``loss``.
+    input_shape_ : tuple of int
+        Shape of one sample seen in ``fit``.
+    n_features_in_ : int
+        Number of values in one sample.
 
-        Examples
-        --------
-        >>> import numpy as np
-    import scipy.sparse as sp
-        >>> from deepsad_core import DeepSAD
-        >>> rng = np.random.default_rng(0)
-        >>> X = rng.random((200, 6), dtype=np.float32)
-        >>> y = np.zeros(200, dtype=int); y[:5] = -1
-        >>> model = DeepSAD(epochs=2, ae_epochs=2).fit(X, y)
-        >>> model.decision_function(X).shape
-        (200,)
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from deepsad_core import DeepSAD
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((200, 6), dtype=np.float32)
+    >>> y = np.zeros(200, dtype=int); y[:5] = -1
+    >>> model = DeepSAD(epochs=2, ae_epochs=2).fit(X, y)
+    >>> model.decision_function(X).shape
+    (200,)
     """
 
     def __init__(

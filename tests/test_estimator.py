@@ -179,3 +179,10 @@ def test_scoring_checks_the_fitted_shape(blobs, tiny):
         model.decision_function(np.random.rand(5, 7))
     with pytest.raises(NotFittedError):
         DeepSAD().predict(blobs[0])
+
+
+def test_the_docstring_example_runs_as_written():
+    import doctest
+
+    result = doctest.testmod(estimator_module)
+    assert result.attempted > 0 and result.failed == 0
