@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -35,13 +37,23 @@ from deepsad_core.training import CENTER_EPS, LOSS_EPS
 BATCH = 128
 
 
-def _epochs(net, loader: DataLoader, lr: float, weight_decay: float, milestones, epochs: int, batch_loss) -> None:
+def _epochs(
+    net: torch.nn.Module,
+    loader: DataLoader,
+    lr: float,
+    weight_decay: float,
+    milestones: tuple[int, ...],
+    epochs: int,
+    batch_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> None:
     """The reference trainers' loop: Adam, MultiStepLR stepped before each epoch, a DataLoader."""
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=0.1)
     net.train()
     for _ in range(epochs):
-        scheduler.step()  # the reference steps here, before the epoch's updates
+        with warnings.catch_warnings():  # torch warns of this order; it is the reference's, on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            scheduler.step()  # before the epoch's updates, as the reference does
         for inputs, _, semi, _ in loader:
             optimizer.zero_grad()
             loss = batch_loss(inputs, semi)
@@ -49,7 +61,9 @@ def _epochs(net, loader: DataLoader, lr: float, weight_decay: float, milestones,
             optimizer.step()
 
 
-def reference_fit(X_train: np.ndarray, semi: np.ndarray, seed: int, epochs: int, ae_epochs: int):
+def reference_fit(
+    X_train: np.ndarray, semi: np.ndarray, seed: int, epochs: int, ae_epochs: int
+) -> tuple[torch.nn.Module, torch.Tensor]:
     """Train as the reference does (README flags, transfer repaired); returns phi and c."""
     spec = resolve_network("mlp", X_train.shape[1:])
     torch.manual_seed(seed)  # the reference seeds the global generators; shuffling draws from them
