@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
@@ -164,6 +165,27 @@ def thumbnail(pixels: np.ndarray, size: int = 96) -> Image.Image:
 
 
 SHADES = "\u00a0░▒▓█"  # lightest to darkest; a no-break space, since plain runs of spaces collapse in hover labels
+
+
+def score_histogram(scores: np.ndarray, threshold: float, bins: int = 60) -> go.Figure:
+    """The scores binned on a log scale, with the threshold; ticks read as scores.
+
+    Scores are squared distances and skewed: on a linear axis a few far samples squeeze all the
+    others into the first bar.
+    """
+    floor = scores[scores > 0].min() if (scores > 0).any() else 1.0  # log10(0) would stretch the axis
+    log_scores = np.log10(np.maximum(scores, floor))
+    fig = go.Figure(go.Histogram(x=log_scores, nbinsx=bins, hovertemplate="%{y} samples<extra></extra>"))
+    fig.add_vline(
+        x=float(np.log10(max(threshold, floor))), line_dash="dash", line_color="red", annotation_text="threshold"
+    )
+    decades = np.arange(np.floor(log_scores.min()), np.ceil(log_scores.max()) + 1)
+    ticks = np.log10([m * 10.0**k for k in decades for m in (1, 2, 5)])
+    ticks = ticks[(ticks >= log_scores.min() - 0.1) & (ticks <= log_scores.max() + 0.1)]
+    fig.update_xaxes(title="anomaly score (log scale)", tickvals=ticks, ticktext=[f"{10**t:.3g}" for t in ticks])
+    fig.update_layout(height=320, margin={"t": 30}, showlegend=False)
+    fig.update_yaxes(title="samples", type="log", dtick=1)  # ticks at 1, 10, 100, ...: the minor ones crowd
+    return fig
 
 
 def text_sketch(pixels: np.ndarray, width: int = 14) -> str:

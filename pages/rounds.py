@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from deepsad_core.studio import Project
 from pages.common import (
     project_page,
     round_progress,
+    score_histogram,
     train_button,
 )
 
@@ -38,14 +38,6 @@ def history(project: Project) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def score_histogram(project: Project) -> go.Figure:
-    current = project.current_round()
-    fig = px.histogram(x=current.scores, nbins=60, log_y=True, labels={"x": "anomaly score"})
-    fig.add_vline(x=current.threshold["value"], line_dash="dash", line_color="red", annotation_text="threshold")
-    fig.update_layout(height=320, margin={"t": 30}, showlegend=False, yaxis_title="samples")
-    return fig
-
-
 def main() -> None:
     project, worker = project_page("Rounds")
     train_button(worker, "rounds.train")
@@ -55,9 +47,10 @@ def main() -> None:
         st.info("No round has finished yet.")
         return
     st.dataframe(table, width="stretch", hide_index=True)
-    if project.current_round() is not None:
+    current = project.current_round()
+    if current is not None:
         st.subheader("Scores of the current round")
-        st.plotly_chart(score_histogram(project), width="stretch")
+        st.plotly_chart(score_histogram(current.scores, current.threshold["value"]), width="stretch")
     done = table[(table.status == "done") & table["AUC"].notna()]
     if len(done) > 1:
         st.subheader("Learning curve (needs truth)")

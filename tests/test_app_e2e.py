@@ -212,9 +212,13 @@ def _journey(page, app_url, tmp_path):
     page.get_by_text("Labeled ").first.wait_for()
     _no_traceback(page)
 
-    # 6. rounds page: history and histogram
+    # 6. rounds page: the history table, and the score histogram drawn with its threshold line
     page.get_by_role("link", name="Rounds").click()
     page.get_by_text("Scores of the current round").wait_for()
+    page.locator('[data-testid="stDataFrame"]').wait_for()
+    histogram = page.locator('[data-testid="stPlotlyChart"]').first
+    histogram.locator(".barlayer .point").first.wait_for()
+    assert histogram.locator(".annotation-text").first.text_content() == "threshold"  # SVG text
     page.screenshot(path=ARTIFACTS / "rounds.png", full_page=True)
 
     # 7. export: build, download, load the bundle outside the app

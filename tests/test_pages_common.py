@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pages.common import SHADES, text_sketch
+from pages.common import SHADES, score_histogram, text_sketch
 
 
 def _rows(sketch: str) -> list[str]:
@@ -24,3 +24,23 @@ def test_dark_ink_on_a_light_background_is_drawn_as_ink_too():
     rows = _rows(text_sketch(image, width=20))
     assert len(rows) == 10  # half as tall as wide, like the image
     assert set(rows[0]) == {SHADES[0]} and SHADES[-1] in rows[5]
+
+
+def test_the_score_histogram_spreads_skewed_scores_and_marks_the_threshold():
+    scores = np.random.default_rng(0).lognormal(mean=-2.0, sigma=1.5, size=2000)  # squared distances: skewed
+    threshold = float(np.quantile(scores, 0.95))
+    fig = score_histogram(scores, threshold)
+    drawn = np.asarray(fig.data[0].x)
+    # on the score axis itself the first of 60 bars holds most samples; on the log axis none does
+    assert np.histogram(scores, 60)[0].max() > 0.5 * len(scores)
+    assert np.histogram(drawn, 60)[0].max() < 0.1 * len(scores)
+    line = fig.layout.shapes[0]
+    assert np.isclose(10**line.x0, threshold)
+    ticks = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext, strict=True))
+    assert all(np.isclose(10**v, float(t), rtol=0.01) for v, t in ticks.items())  # ticks read as scores
+    assert {"0.01", "0.1", "1"} <= set(ticks.values())
+
+
+def test_the_score_histogram_survives_a_zero_score():
+    fig = score_histogram(np.array([0.0, 0.5, 1.0, 2.0]), 1.0)
+    assert np.isfinite(fig.data[0].x).all() and min(fig.data[0].x) == np.log10(0.5)
