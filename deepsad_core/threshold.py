@@ -7,6 +7,7 @@ normals); otherwise it flags the ``contamination`` share of all samples. Truth n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -68,17 +69,26 @@ def choose_threshold(
     return ThresholdChoice(value, "contamination", f"{why}: flags the top {contamination:.1%} of all samples")
 
 
-def tradeoff_curve(scores: np.ndarray, semi_targets: np.ndarray, n_points: int = 200) -> pd.DataFrame:
+def tradeoff_curve(
+    scores: np.ndarray, semi_targets: np.ndarray, n_points: int = 200, include: Sequence[float] = ()
+) -> pd.DataFrame:
     """Per candidate threshold: precision/recall/F1 on the labeled samples and how many samples it flags.
 
+    Candidates are ``n_points`` quantiles of the scores, a step below each labeled sample's score
+    (where the label-based figures change, so none of their steps is missed) and ``include`` (say the
+    chosen threshold, so that it can be shown as it is: the tail between quantiles is sparse).
     Columns: ``threshold, flagged, precision, recall, f1, labeled_fpr`` (the label-based columns are
     NaN without labels of both kinds).
     """
     scores = np.asarray(scores, dtype=np.float64)
-    candidates = np.unique(np.quantile(scores, np.linspace(0, 1, n_points)))
+    s, y = _labeled(scores, np.asarray(semi_targets))
+    candidates = np.unique(
+        np.concatenate(
+            [np.quantile(scores, np.linspace(0, 1, n_points)), np.nextafter(s, -np.inf), np.asarray(include, float)]
+        )
+    )
     ordered = np.sort(scores)
     flagged = len(scores) - np.searchsorted(ordered, candidates, side="right")
-    s, y = _labeled(scores, np.asarray(semi_targets))
     table = pd.DataFrame({"threshold": candidates, "flagged": flagged})
     if y.sum() and (y == 0).sum():
         hits = s[None, :] > candidates[:, None]

@@ -18,13 +18,12 @@ from pages.common import project_page
 
 def render_threshold(project: Project) -> float:
     current = project.current_round()
-    curve = tradeoff_curve(current.scores, project.semi_targets())
     chosen = current.threshold
+    curve = tradeoff_curve(current.scores, project.semi_targets(), include=[chosen["value"]])
     st.caption(f"Suggested: {chosen['value']:.4g} ({chosen['method']}: {chosen['detail']})")
-    values = curve["threshold"].tolist()
-    default = min(values, key=lambda v: abs(v - chosen["value"]))
     value = st.select_slider(
-        "Threshold (samples scoring above it are flagged)", options=values, value=default,
+        "Threshold (samples scoring above it are flagged)", options=curve["threshold"].tolist(),
+        value=chosen["value"],
         format_func=lambda v: f"{v:.4g}", key="export.threshold",
     )  # fmt: skip
     row = curve[curve.threshold == value].iloc[0]

@@ -221,8 +221,10 @@ def _journey(page, app_url, tmp_path):
     assert histogram.locator(".annotation-text").first.text_content() == "threshold"  # SVG text
     page.screenshot(path=ARTIFACTS / "rounds.png", full_page=True)
 
-    # 7. export: build, download, load the bundle outside the app
+    # 7. export: the threshold starts at the suggested one; build, download, load the bundle outside the app
     page.get_by_role("link", name="Export").click()
+    suggested = page.get_by_text("Suggested:").inner_text().split()[1]
+    assert page.locator('[data-testid="stSliderThumbValue"]').first.inner_text() == suggested
     page.get_by_role("button", name="Build the detector bundle").click()
     page.get_by_text("Bundle ready").wait_for(timeout=120_000)
     with page.expect_download() as download:

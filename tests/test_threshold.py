@@ -55,3 +55,20 @@ def test_tradeoff_curve_columns_and_monotone_flag_count():
     assert (np.diff(curve["flagged"]) <= 0).all()
     assert curve["recall"].iloc[0] == 1.0 and curve["f1"].max() == 1.0
     assert tradeoff_curve(scores, np.zeros(50, int))["precision"].isna().all()
+
+
+def test_the_curve_holds_the_chosen_threshold_and_every_step_of_the_labels():
+    scores = np.concatenate([np.random.default_rng(0).random(300), [5.0, 7.0, 9.0]])  # a sparse far tail
+    semi = np.zeros(len(scores), int)
+    semi[[300, 302]] = -1  # the far anomalies
+    semi[[0, 1, 301]] = 1  # a far labeled normal between them
+    choice = choose_threshold(scores, semi)
+    curve = tradeoff_curve(scores, semi, n_points=20, include=[6.0])
+    assert 6.0 in set(curve["threshold"])  # in the sparse tail, between the last two quantiles
+    at_choice = curve[curve.threshold == choice.value]  # a step of the labels, so on the curve
+    assert len(at_choice) == 1 and at_choice["f1"].item() == pytest.approx(max(curve["f1"]))
+    assert "F1 0.80" in choice.detail and at_choice["flagged"].item() == 3
+    # just below each labeled score, the label-based figures take their next value
+    for labeled_score in scores[semi != 0]:
+        assert np.nextafter(labeled_score, -np.inf) in set(curve["threshold"])
+    assert curve["recall"].tolist() == sorted(curve["recall"], reverse=True)
