@@ -29,12 +29,10 @@ from torch.utils.data import DataLoader
 
 from benchmarks.common import command_line, stopwatch, write_report
 from benchmarks.paper_odds import odds_arguments, odds_datasets, paper_split
-from benchmarks.speed import PerSampleTable, reference_subset
+from benchmarks.speed import BATCH, PerSampleTable, reference_subset
 from deepsad_core import DeepSAD
 from deepsad_core.networks import resolve_network, transfer_encoder_weights
 from deepsad_core.training import CENTER_EPS, LOSS_EPS
-
-BATCH = 128
 
 
 def _epochs(
