@@ -77,13 +77,14 @@ def _add_export(commands) -> None:
     p.add_argument("project", help="the project folder")
     p.add_argument("--round", type=int, default=None, dest="round_number", help="round number (default: current)")
     p.add_argument("--out", required=True, help="bundle path: a folder, or a name ending in .zip")
+    p.add_argument("--force", action="store_true", help="replace a bundle already at --out (nothing else is)")
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from deepsad_core.studio import Project
 
-    path = Project.open(args.project).export(args.out, args.round_number)
+    path = Project.open(args.project).export(args.round_number, out=args.out, force=args.force)
     print(f"wrote {path}")
     return 0
 
@@ -127,6 +128,7 @@ def _add_train(commands) -> None:
     p.add_argument("--ae-epochs", type=int, default=50)
     p.add_argument("--contamination", type=float, default=0.05, help="flagged share when labels cannot set it")
     p.add_argument("--out", required=True, help="bundle path: a folder, or a name ending in .zip")
+    p.add_argument("--force", action="store_true", help="replace a bundle already at --out (nothing else is)")
     p.set_defaults(run=_run_train)
 
 
@@ -138,6 +140,9 @@ def _run_train(args: argparse.Namespace) -> int:
     from deepsad_core.rounds import RoundConfig
     from deepsad_core.threshold import choose_threshold
 
+    from deepsad_core.export import check_output
+
+    check_output(args.out, args.force)  # before training, so a taken path costs no minutes
     dataset = load_dataset(args.input, id_column=args.id_column)
     semi = _semi_targets_from_labels(args.labels, dataset.ids) if args.labels else np.zeros(len(dataset), int)
     config = RoundConfig(first_epochs=args.epochs, first_ae_epochs=args.ae_epochs, pretrain=args.ae_epochs > 0)
@@ -153,6 +158,7 @@ def _run_train(args: argparse.Namespace) -> int:
     paths = export_bundle(
         model, dataset.preprocessor, args.out, X_sample=dataset.X[:1000], threshold=threshold.to_dict(),
         info={"training_config": config.to_dict(), "label_counts": counts, "source": dataset.source_name},
+        force=args.force,
     )  # fmt: skip
     print(f"wrote {args.out} ({len(paths)} file(s)); threshold {threshold.value:.4g} ({threshold.method})")
     return 0
@@ -214,10 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return 2
-    from deepsad_core.exceptions import DeepSADError
+    from deepsad_core.exceptions import DeepSADError, OutputExistsError
 
     try:
         return int(args.run(args) or 0)
+    except OutputExistsError as e:  # a usage error: the command was refused, nothing was written
+        print(f"deepsad {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except (DeepSADError, FileExistsError, FileNotFoundError) as e:  # a clear line, not a traceback
         print(f"deepsad {args.command}: error: {e}", file=sys.stderr)
         return 1

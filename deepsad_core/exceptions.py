@@ -27,3 +27,7 @@ class WeightTransferError(DeepSADError, RuntimeError):
 
 class DataError(DeepSADError, ValueError):
     """Input data that cannot be used; the message names the file, column or row and the fix."""
+
+
+class OutputExistsError(DeepSADError, FileExistsError):
+    """An output path is taken: by something that is not ours (never touched), or by a bundle (needs ``force``)."""

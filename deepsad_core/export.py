@@ -18,12 +18,12 @@ score, so float32 noise on scores near zero does not count).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
 import shutil
 import tempfile
+import threading
 import warnings
 import zipfile
 from enum import StrEnum
@@ -37,9 +37,9 @@ from torch import nn
 import deepsad_core
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor
 from deepsad_core.estimator import DeepSAD
-from deepsad_core.exceptions import DeepSADError
+from deepsad_core.exceptions import DeepSADError, OutputExistsError
 
-__all__ = ["BUNDLE_FORMAT", "PARITY_RTOL", "BundleFormat", "ExportError", "export_bundle"]
+__all__ = ["BUNDLE_FORMAT", "PARITY_RTOL", "BundleFormat", "ExportError", "check_output", "export_bundle", "is_bundle"]
 
 BUNDLE_FORMAT = "deepsad-bundle"
 BUNDLE_VERSION = 1
@@ -50,6 +50,8 @@ ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE, SUMS_FILE = (
     "manifest.json",
     "SHA256SUMS",
 )
+_BUNDLE_FILES = (ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE, SUMS_FILE)
+_EXPORTER_LOCK = threading.Lock()  # torch's ONNX exporter keeps global state: one export at a time per process
 
 
 class BundleFormat(StrEnum):
@@ -95,7 +97,7 @@ def _versions() -> dict[str, str]:
 def _write_networks(model: DeepSAD, folder: Path) -> ScoringNetwork:
     scoring = ScoringNetwork(model.net_.cpu(), model.center_).eval()
     example = torch.zeros((2, *model.input_shape_), dtype=torch.float32)
-    with warnings.catch_warnings():  # the exporters' deprecation chatter is not the user's business
+    with _EXPORTER_LOCK, warnings.catch_warnings():  # the exporters' deprecation chatter is not the user's business
         warnings.simplefilter("ignore")
         torch.onnx.export(
             scoring,
@@ -161,17 +163,21 @@ def export_bundle(
     threshold: dict[str, Any] | None = None,
     info: dict[str, Any] | None = None,
     fmt: BundleFormat | str | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """Write the bundle for ``model`` to ``out`` (a folder, or a ``.zip``); returns the paths written.
 
     ``X_sample`` (model input, e.g. up to 1,000 rows of the training data) drives the parity check.
     ``threshold`` is ``{"value", "method", "detail"}`` (default: the model's ``threshold_``); ``info``
-    adds round, training config, label counts and metrics to the manifest.
+    adds round, training config, label counts and metrics to the manifest. An existing ``out`` is
+    replaced only when it is a bundle and ``force`` is set; anything else there raises
+    :class:`~deepsad_core.exceptions.OutputExistsError` and is left as it was.
     """
     out = Path(out)
     fmt = BundleFormat(fmt or (BundleFormat.ZIP if out.suffix.lower() == ".zip" else BundleFormat.FOLDER))
     model._check_fitted()
     threshold = threshold or {"value": float(model.threshold_), "method": "model", "detail": "the model's threshold_"}
+    check_output(out, force)  # before the work: a refusal costs nothing
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
     try:
@@ -200,22 +206,70 @@ def export_bundle(
         sums = "".join(f"{sha256((tmp / n).read_bytes())}  {n}\n" for n in (ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE))
         (tmp / SUMS_FILE).write_text(sums)
         if fmt is BundleFormat.ZIP:
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name in (ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE, SUMS_FILE):
-                    zf.write(tmp / name, name)
-            partial = out.with_name(f".{out.name}.partial")
-            partial.write_bytes(buffer.getvalue())
-            os.replace(partial, out)
+            with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".partial", delete=False) as f:
+                partial = Path(f.name)  # a unique name: two exports at once never write the same file
+                with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+                    for name in (ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE, SUMS_FILE):
+                        zf.write(tmp / name, name)
+            try:
+                check_output(out, force)  # again, just before the rename: the path may have changed
+                os.replace(partial, out)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
             shutil.rmtree(tmp)
             return [out]
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        _replace_folder(tmp, out, force)
         return sorted(out.iterdir())
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def is_bundle(path: Path) -> bool:
+    """True for a bundle folder or zip that this module wrote: its manifest names the bundle format, and a
+    folder holds nothing else."""
+    try:
+        if path.is_dir():
+            names = {p.name for p in path.iterdir()}
+            if not names or not names <= set(_BUNDLE_FILES):
+                return False
+            manifest = json.loads((path / MANIFEST_FILE).read_text())
+        elif zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                if not set(zf.namelist()) <= set(_BUNDLE_FILES):
+                    return False
+                manifest = json.loads(zf.read(MANIFEST_FILE))
+        else:
+            return False
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == BUNDLE_FORMAT
+
+
+def check_output(out: str | os.PathLike, force: bool = False) -> None:
+    """Refuse an ``out`` that exists, unless it is a bundle and ``force`` is set; never touch anything else."""
+    out = Path(out)
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.is_symlink() or not is_bundle(out):
+        raise OutputExistsError(
+            f"{out.name} already exists and is not a DeepSAD bundle; it is left untouched: choose a new path"
+        )
+    if not force:
+        raise OutputExistsError(f"{out.name} already holds a bundle; pass force=True (--force) to replace it")
+
+
+def _replace_folder(tmp: Path, out: Path, force: bool) -> None:
+    """Move the finished bundle folder ``tmp`` to ``out``; an old bundle there is swapped out, then removed."""
+    check_output(out, force)
+    if not out.exists():
+        os.rename(tmp, out)  # fails, rather than merging, if something appeared at ``out`` meanwhile
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.replace(out, old)  # an empty folder is replaced by a rename
+    os.rename(tmp, out)
+    shutil.rmtree(old)
 
 
 def _json_default(value: Any) -> Any:

@@ -39,10 +39,9 @@ def render_threshold(project: Project) -> float:
 def render_download(project: Project, threshold: float) -> None:
     current = project.current_round()
     if st.button("Build the detector bundle", key="export.build"):
-        out = project.path / "exports" / f"round-{current.number:04d}.zip"
         with st.spinner("Exporting to ONNX and TorchScript and checking their scores..."):
             try:
-                path = project.export(out, threshold={"value": threshold, "method": "chosen in the app",
+                path = project.export(current.number, threshold={"value": threshold, "method": "chosen in the app",
                                                       "detail": "picked on the Export page"})  # fmt: skip
             except DeepSADError as e:
                 st.error(f"Export failed: {e}")

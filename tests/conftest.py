@@ -10,6 +10,19 @@ import torch
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of a Chromium for Playwright; skips (fails where DEEPSAD_REQUIRE_BROWSER is set) without one."""
+    from browser import browser_required, find_chromium
+
+    path, why = find_chromium()
+    if path is None:
+        if browser_required():
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    return path
+
+
 @pytest.fixture
 def blobs() -> tuple[np.ndarray, np.ndarray]:
     """300 normal rows around one point, 30 anomalies elsewhere, 6 features in [0, 1]; truth 1 = anomaly."""

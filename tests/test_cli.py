@@ -69,6 +69,22 @@ def test_export_a_project_round(tmp_path):
     assert deepsad("export", project.path, "--round", 5, "--out", out, ok=False).returncode == 1
 
 
+def test_train_refuses_a_folder_of_the_users_and_replaces_a_bundle_only_with_force(bundle, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "thesis.txt").write_text("years of work")
+    result = deepsad("train", ROOT_CSV, "--epochs", "1", "--ae-epochs", "0", "--out", docs, ok=False)
+    assert result.returncode == 2 and "not a DeepSAD bundle" in result.stderr and "Traceback" not in result.stderr
+    assert [p.name for p in docs.iterdir()] == ["thesis.txt"] and (docs / "thesis.txt").read_text() == "years of work"
+    out = tmp_path / "again.zip"
+    out.write_bytes(bundle.read_bytes())
+    result = deepsad("train", ROOT_CSV, "--epochs", "1", "--ae-epochs", "0", "--out", out, ok=False)
+    assert result.returncode == 2 and "--force" in result.stderr
+    assert out.read_bytes() == bundle.read_bytes()
+    deepsad("train", ROOT_CSV, "--epochs", "1", "--ae-epochs", "0", "--out", out, "--force")
+    assert out.read_bytes() != bundle.read_bytes()
+
+
 @pytest.mark.parametrize("command", ["train", "export", "score", "info", "simulate"])
 def test_every_command_has_help(command):
     assert "usage: deepsad " + command in deepsad(command, "--help").stdout

@@ -10,6 +10,7 @@ import pytest
 from deepsad_core import DeepSAD, load_detector
 from deepsad_core.data import DataError, load_dataset
 from deepsad_core.detector import BundleError
+from deepsad_core.exceptions import OutputExistsError
 from deepsad_core.export import export_bundle
 
 
@@ -94,3 +95,59 @@ def test_another_schema_is_refused_naming_the_columns(table_bundle):
     df, *_, out = table_bundle
     with pytest.raises(DataError, match=r"missing column\(s\) 'b'.*unexpected column\(s\) 'c'"):
         load_detector(out).decision_function(df.drop(columns="b").assign(c=1.0))
+
+
+def test_export_never_touches_a_folder_that_is_not_a_bundle(table_bundle, tmp_path):
+    _, ds, model, _ = table_bundle
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("years of work")
+    for force in (False, True):
+        with pytest.raises(OutputExistsError, match="not a DeepSAD bundle"):
+            export_bundle(model, ds.preprocessor, folder, X_sample=ds.X, force=force)
+    assert [p.name for p in folder.iterdir()] == ["thesis.txt"]
+    assert (folder / "thesis.txt").read_text() == "years of work"
+    other = tmp_path / "notes.zip"
+    other.write_bytes(b"not a bundle")
+    with pytest.raises(OutputExistsError):
+        export_bundle(model, ds.preprocessor, other, X_sample=ds.X, force=True)
+    assert other.read_bytes() == b"not a bundle"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs", "notes.zip"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("name", ["bundle", "bundle.zip"])
+def test_replacing_a_bundle_needs_force(table_bundle, tmp_path, name):
+    _, ds, model, _ = table_bundle
+    out = tmp_path / name
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X, threshold={"value": 1.0, "method": "m", "detail": ""})
+    with pytest.raises(OutputExistsError, match="force"):
+        export_bundle(model, ds.preprocessor, out, X_sample=ds.X)
+    assert load_detector(out).threshold_ == 1.0
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X, threshold={"value": 2.0, "method": "m", "detail": ""},
+                  force=True)  # fmt: skip
+    assert load_detector(out).threshold_ == 2.0
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_bundle_folder_with_a_users_file_in_it_is_not_replaced(table_bundle, tmp_path):
+    _, ds, model, _ = table_bundle
+    out = tmp_path / "bundle"
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not a DeepSAD bundle"):
+        export_bundle(model, ds.preprocessor, out, X_sample=ds.X, force=True)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_two_zip_exports_at_once_do_not_share_a_temporary_file(table_bundle, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    df, ds, model, _ = table_bundle
+    outs = [tmp_path / "same.zip"] * 2
+    with ThreadPoolExecutor(2) as pool:
+        done = list(
+            pool.map(lambda o: export_bundle(model, ds.preprocessor, o, X_sample=ds.X[:50], force=True), outs)
+        )
+    assert done == [[outs[0]], [outs[0]]]
+    assert _max_rel(load_detector(outs[0]).decision_function(df), model.decision_function(ds.X)) <= 1e-4
+    assert [p.name for p in tmp_path.iterdir()] == ["same.zip"]

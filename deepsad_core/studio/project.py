@@ -249,14 +249,17 @@ class Project:
 
     def export(
         self,
-        out: str | os.PathLike | None = None,
         round_number: int | None = None,
+        *,
+        out: str | os.PathLike | None = None,
         threshold: dict[str, Any] | None = None,
+        force: bool = False,
     ) -> Path:
         """Write a detector bundle of a round (default: the current one); returns its path.
 
-        Default destination: ``exports/round-NNNN.zip`` in the project folder. ``threshold``
-        (``{"value", "method", "detail"}``) overrides the round's own.
+        Default destination: ``exports/round-NNNN.zip`` in the project folder, which the project owns
+        and re-exports replace. Elsewhere an existing path is replaced only if it is a bundle and
+        ``force`` is set. ``threshold`` (``{"value", "method", "detail"}``) overrides the round's own.
         """
         from deepsad_core.estimator import DeepSAD
         from deepsad_core.export import export_bundle
@@ -269,7 +272,9 @@ class Project:
             raise DataError(f"round {number} did not finish; finished rounds: {sorted(done)}")
         view = done[number]
         model = DeepSAD.load(view.path / "model", device="cpu")
-        out = Path(out) if out is not None else self.path / _EXPORTS / f"round-{number:04d}.zip"
+        if out is None:
+            out, force = self.path / _EXPORTS / f"round-{number:04d}.zip", True
+        out = Path(out)
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(len(self), min(1000, len(self)), replace=False))
         metrics = view.row["metrics"] or {}
@@ -287,6 +292,7 @@ class Project:
             X_sample=np.asarray(self.X[sample]),
             threshold=threshold or view.threshold,
             info=info,
+            force=force,
         )
         return paths[0] if len(paths) == 1 else out
 
