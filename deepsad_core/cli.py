@@ -136,11 +136,9 @@ def _run_train(args: argparse.Namespace) -> int:
     import numpy as np
 
     from deepsad_core.data import load_dataset
-    from deepsad_core.export import export_bundle
+    from deepsad_core.export import check_output, export_bundle
     from deepsad_core.rounds import RoundConfig
     from deepsad_core.threshold import choose_threshold
-
-    from deepsad_core.export import check_output
 
     check_output(args.out, args.force)  # before training, so a taken path costs no minutes
     dataset = load_dataset(args.input, id_column=args.id_column)

@@ -28,6 +28,7 @@ __all__ = ["BundleError", "Detector", "load_detector"]
 
 _FORMAT, _VERSION = "deepsad-bundle", 1
 _FILES = ("model.onnx", "model.torchscript.pt", "manifest.json")
+_REQUIRED = ("model.onnx", "manifest.json")  # an ensemble's bundle has no TorchScript model
 _SCORE_BATCH = 65536
 
 
@@ -59,9 +60,9 @@ def _verify(files: dict[str, bytes], path: Path) -> dict[str, Any]:
         digest, _, name = line.partition("  ")
         expected[name.strip()] = digest.strip()
     for name in _FILES:
-        if name not in files:
+        if name not in files and (name in _REQUIRED or name in expected):
             raise BundleError(f"{path} is incomplete: {name} is missing")
-        if hashlib.sha256(files[name]).hexdigest() != expected.get(name):
+        if name in files and hashlib.sha256(files[name]).hexdigest() != expected.get(name):
             raise BundleError(f"{path} was modified after export: the checksum of {name} does not match")
     try:
         manifest = json.loads(files["manifest.json"])
@@ -90,6 +91,12 @@ class Detector:
         self.threshold_ = float(manifest["threshold"]["value"])
         self.center_ = np.asarray(manifest["center"], dtype=np.float32)
         self.input_shape_ = tuple(manifest["input"]["model_input"])
+        self._batch = int(manifest.get("score_batch", _SCORE_BATCH))
+        if backend == "torchscript" and "model.torchscript.pt" not in files:
+            raise BundleError(
+                f"this bundle holds no TorchScript model ({manifest.get('detector', {}).get('kind', 'its')} detector "
+                "exports to ONNX only); use backend='onnx'"
+            )
         if backend == "onnx":
             import onnxruntime as ort
 
@@ -157,8 +164,8 @@ class Detector:
         if X.shape[1:] != self.input_shape_:
             raise DataError(f"model input has shape {X.shape[1:]}, the bundle expects {self.input_shape_}")
         scores, latents = [], []
-        for s in range(0, len(X), _SCORE_BATCH):
-            batch = np.ascontiguousarray(X[s : s + _SCORE_BATCH], dtype=np.float32)
+        for s in range(0, len(X), self._batch):
+            batch = np.ascontiguousarray(X[s : s + self._batch], dtype=np.float32)
             if self.backend == "onnx":
                 score, latent = self._session.run(["score", "latent"], {"input": batch})
             else:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator
 
+from deepsad_core.atomic import atomic_folder
 from deepsad_core.exceptions import NotFittedError
 from deepsad_core.networks import NETWORK_NAMES, NetworkSpec, resolve_network, transfer_encoder_weights
 from deepsad_core.training import (
@@ -395,8 +394,6 @@ class DeepSAD(BaseEstimator):
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to the folder ``path`` (config JSON + safetensors), atomically."""
         self._check_fitted()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         config = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
@@ -410,17 +407,10 @@ class DeepSAD(BaseEstimator):
         }
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
         tensors["decision_scores"] = torch.as_tensor(self.decision_scores_)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             (tmp / _CONFIG_FILE).write_text(json.dumps(config, indent=1))
             save_file(tensors, str(tmp / _WEIGHTS_FILE))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "auto") -> DeepSAD:

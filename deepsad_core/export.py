@@ -31,11 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
 import deepsad_core
+from deepsad_core.atomic import atomic_folder
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor
+from deepsad_core.ensemble import MEMBERS, DeepSADEnsemble, knn_sq_distances
 from deepsad_core.estimator import DeepSAD
 from deepsad_core.exceptions import DeepSADError, OutputExistsError
 
@@ -44,6 +47,7 @@ __all__ = ["BUNDLE_FORMAT", "PARITY_RTOL", "BundleFormat", "ExportError", "check
 BUNDLE_FORMAT = "deepsad-bundle"
 BUNDLE_VERSION = 1
 PARITY_RTOL = 1e-4
+ONNX_OPSET = 17
 ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE, SUMS_FILE = (
     "model.onnx",
     "model.torchscript.pt",
@@ -94,48 +98,134 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _write_networks(model: DeepSAD, folder: Path) -> ScoringNetwork:
-    scoring = ScoringNetwork(model.net_.cpu(), model.center_).eval()
-    example = torch.zeros((2, *model.input_shape_), dtype=torch.float32)
+def _export_onnx(module: nn.Module, examples: tuple[torch.Tensor, ...], names: list[str], path: Path) -> None:
     with _EXPORTER_LOCK, warnings.catch_warnings():  # the exporters' deprecation chatter is not the user's business
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            scoring,
-            (example,),
-            str(folder / ONNX_FILE),
-            input_names=["input"],
+            module,
+            examples,
+            str(path),
+            input_names=names,
             output_names=["score", "latent"],
-            dynamic_axes={"input": {0: "n"}, "score": {0: "n"}, "latent": {0: "n"}},
+            dynamic_axes={name: {0: "n"} for name in [*names, "score", "latent"]},
+            opset_version=ONNX_OPSET,
             dynamo=False,
         )
-        with torch.no_grad():
+
+
+def _write_networks(model: DeepSAD | DeepSADEnsemble, folder: Path) -> list[str]:
+    """Write the scoring graphs of ``model`` into ``folder``; returns the model files written."""
+    example = torch.zeros((2, *model.input_shape_), dtype=torch.float32)
+    deepsad = model.deepsad_ if isinstance(model, DeepSADEnsemble) else model
+    try:
+        if isinstance(model, DeepSADEnsemble):
+            graph = EnsembleScoringNetwork(model).eval()
+            _export_onnx(graph, (example, torch.zeros((2, 1))), ["input", "iforest_decision"], folder / ONNX_FILE)
+            composed = _with_iforest(onnx.load(str(folder / ONNX_FILE)), model.iforest_, int(example[0].numel()))
+            onnx.save(composed, str(folder / ONNX_FILE))
+            return [ONNX_FILE]  # TorchScript cannot hold the IsolationForest member
+        scoring = ScoringNetwork(model.net_.cpu(), model.center_).eval()
+        _export_onnx(scoring, (example,), ["input"], folder / ONNX_FILE)
+        with _EXPORTER_LOCK, warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
             torch.jit.trace(scoring, example).save(str(folder / TORCHSCRIPT_FILE))
-    model.net_.to(model.device_)
-    return scoring
+        return [ONNX_FILE, TORCHSCRIPT_FILE]
+    finally:
+        deepsad.net_.to(deepsad.device_)
 
 
-def _parity(model: DeepSAD, folder: Path, X_sample: np.ndarray) -> dict[str, Any]:
-    """Max relative difference of ONNX and TorchScript scores against the live model."""
+class EnsembleScoringNetwork(nn.Module):
+    """The ensemble's fused score as one graph: ``(x, IsolationForest decision) -> (score, phi(x))``.
+
+    The same arithmetic as :meth:`DeepSADEnsemble.decision_function`, in float32: each member's raw
+    score, standardised by its median and IQR, weighted, averaged, then ``exp``. The IsolationForest's
+    decision comes in as an input; :func:`_with_iforest` puts the forest's own ONNX graph in front.
+    """
+
+    def __init__(self, model: DeepSADEnsemble) -> None:
+        super().__init__()
+        self.net = model.deepsad_.net_.cpu()
+        self.k = model.n_neighbors_
+        self.register_buffer("center", torch.as_tensor(np.asarray(model.center_, dtype=np.float32)))
+        self.register_buffer("reference", torch.as_tensor(np.asarray(model.reference_, dtype=np.float32)))
+        total = sum(model.weights_.values())
+        self.members = [name for name in MEMBERS if name in model.weights_]
+        for name in self.members:
+            median, spread = model.scales_[name]
+            self.register_buffer(f"{name}_scale", torch.tensor([median, spread, model.weights_[name] / total]))
+        if "supervised" in self.members:
+            lr = model.supervised_
+            self.register_buffer("coef", torch.as_tensor(lr.coef_[0], dtype=torch.float32))
+            self.register_buffer("intercept", torch.as_tensor(lr.intercept_, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, iforest_decision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latent = self.net(x)
+        flat = x.reshape(x.shape[0], -1)
+        raw = {
+            "deepsad": lambda: torch.log(((latent - self.center) ** 2).sum(dim=1) + 1e-12),
+            "iforest": lambda: -iforest_decision.reshape(-1),
+            "knn": lambda: knn_sq_distances(flat, self.reference, self.k),
+            "supervised": lambda: flat @ self.coef + self.intercept,
+        }
+        mean = torch.zeros_like(latent[:, 0])
+        for name in self.members:
+            median, spread, weight = getattr(self, f"{name}_scale")
+            mean = mean + weight * (raw[name]() - median) / spread
+        if "iforest" not in self.members:  # keep the input used, so the graph's signature is fixed
+            mean = mean + 0.0 * iforest_decision.reshape(-1)
+        return torch.exp(mean.clamp(-80.0, 80.0)), latent
+
+
+def _with_iforest(graph: onnx.ModelProto, forest: Any, n_features: int) -> onnx.ModelProto:
+    """One graph: the IsolationForest (converted by skl2onnx) feeding the fused graph's ``iforest_decision``."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    converted = convert_sklearn(
+        forest,
+        initial_types=[("input", FloatTensorType([None, n_features]))],
+        target_opset={"": ONNX_OPSET, "ai.onnx.ml": 3},
+    )
+    converted = onnx.compose.add_prefix(converted, "iforest/")
+    flatten = onnx.helper.make_node("Flatten", ["input"], ["iforest/input"], axis=1, name="iforest/flatten")
+    fused = graph.graph
+    for node in fused.node:
+        node.input[:] = ["iforest/scores" if name == "iforest_decision" else name for name in node.input]
+    merged = onnx.helper.make_graph(
+        [flatten, *converted.graph.node, *fused.node],
+        "deepsad_ensemble",
+        [i for i in fused.input if i.name != "iforest_decision"],
+        list(fused.output),
+        initializer=[*converted.graph.initializer, *fused.initializer],
+    )
+    opsets = {o.domain: o.version for o in [*converted.opset_import, *graph.opset_import]}
+    model = onnx.helper.make_model(merged, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
+    model.ir_version = max(graph.ir_version, converted.ir_version)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _parity(model: DeepSAD | DeepSADEnsemble, folder: Path, files: list[str], X_sample: np.ndarray) -> dict[str, Any]:
+    """Max relative difference of the exported graphs' scores against the live model."""
     import onnxruntime as ort
 
     live = model.decision_function(X_sample)
+    diffs = {}
     session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
-    onnx_scores = session.run(["score"], {"input": X_sample.astype(np.float32)})[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        script = torch.jit.load(str(folder / TORCHSCRIPT_FILE))
-    with torch.no_grad():
-        ts_scores = script(torch.as_tensor(X_sample, dtype=torch.float32))[0].numpy()
+    diffs["onnx"] = session.run(["score"], {"input": X_sample.astype(np.float32)})[0]
+    if TORCHSCRIPT_FILE in files:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            script = torch.jit.load(str(folder / TORCHSCRIPT_FILE))
+        with torch.no_grad():
+            diffs["torchscript"] = script(torch.as_tensor(X_sample, dtype=torch.float32))[0].numpy()
     # relative to each score, floored at 1e-3 of the mean score: near the centre a score is a tiny
     # difference of float32 numbers, and its last-bit noise is not a disagreement
     scale = np.maximum(np.abs(live), 1e-3 * np.abs(live).mean() + 1e-12)
-    result = {
-        "samples": len(X_sample),
-        "onnx_max_rel_diff": float(np.max(np.abs(onnx_scores - live) / scale)),
-        "torchscript_max_rel_diff": float(np.max(np.abs(ts_scores - live) / scale)),
-        "tolerance": PARITY_RTOL,
-    }
-    result["passed"] = max(result["onnx_max_rel_diff"], result["torchscript_max_rel_diff"]) <= PARITY_RTOL
+    result: dict[str, Any] = {"samples": len(X_sample), "tolerance": PARITY_RTOL}
+    for backend, scores in diffs.items():
+        result[f"{backend}_max_rel_diff"] = float(np.max(np.abs(scores - live) / scale))
+    result["passed"] = max(result[f"{b}_max_rel_diff"] for b in diffs) <= PARITY_RTOL
     return result
 
 
@@ -179,51 +269,79 @@ def export_bundle(
     threshold = threshold or {"value": float(model.threshold_), "method": "model", "detail": "the model's threshold_"}
     check_output(out, force)  # before the work: a refusal costs nothing
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".bundle-", dir=out.parent))
-    try:
-        _write_networks(model, tmp)
-        parity = _parity(model, tmp, np.asarray(X_sample, dtype=np.float32)[:1000])
+    with tempfile.TemporaryDirectory(prefix=".bundle-", dir=out.parent) as work:
+        work = Path(work)
+        files = _write_networks(model, work)
+        parity = _parity(model, work, files, np.asarray(X_sample, dtype=np.float32)[:1000])
         if not parity["passed"]:
+            found = ", ".join(f"{k.split('_')[0]} {v:.2e}" for k, v in parity.items() if k.endswith("_rel_diff"))
             raise ExportError(
-                f"exported network disagrees with the live model: ONNX {parity['onnx_max_rel_diff']:.2e}, "
-                f"TorchScript {parity['torchscript_max_rel_diff']:.2e} > tolerance {PARITY_RTOL:.0e} (relative)"
+                f"exported network disagrees with the live model: {found} > tolerance {PARITY_RTOL:.0e} (relative)"
             )
         manifest = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_VERSION,
+            "detector": _detector_info(model),
             "network": model.network_spec_.to_dict(),
             "input": input_schema(preprocessor, model.input_shape_),
             "preprocessor": preprocessor.to_dict(),
             "center": model.center_.tolist(),
             "threshold": threshold,
-            "model_params": {k: list(v) if isinstance(v, tuple) else v for k, v in model.get_params().items()},
+            "model_params": _params(model),
+            "score_batch": _score_batch(model),
             "versions": _versions(),
             "parity": parity,
-            "files": {name: sha256((tmp / name).read_bytes()) for name in (ONNX_FILE, TORCHSCRIPT_FILE)},
+            "files": {name: sha256((work / name).read_bytes()) for name in files},
             **(info or {}),
         }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=_json_default))
-        sums = "".join(f"{sha256((tmp / n).read_bytes())}  {n}\n" for n in (ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE))
-        (tmp / SUMS_FILE).write_text(sums)
+        (work / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, default=_json_default))
+        files.append(MANIFEST_FILE)
+        (work / SUMS_FILE).write_text("".join(f"{sha256((work / n).read_bytes())}  {n}\n" for n in files))
+        files.append(SUMS_FILE)
         if fmt is BundleFormat.ZIP:
-            with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".partial", delete=False) as f:
-                partial = Path(f.name)  # a unique name: two exports at once never write the same file
-                with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
-                    for name in (ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE, SUMS_FILE):
-                        zf.write(tmp / name, name)
-            try:
-                check_output(out, force)  # again, just before the rename: the path may have changed
-                os.replace(partial, out)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
-            shutil.rmtree(tmp)
+            _write_zip(work, files, out, force)
             return [out]
-        _replace_folder(tmp, out, force)
+        with atomic_folder(out) as tmp:
+            check_output(out, force)  # again, just before the swap: the path may have changed meanwhile
+            for name in files:
+                shutil.copyfile(work / name, tmp / name)
         return sorted(out.iterdir())
+
+
+def _write_zip(work: Path, files: list[str], out: Path, force: bool) -> None:
+    # a unique temporary name: two exports at once never write the same file
+    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".partial", delete=False) as f:
+        partial = Path(f.name)
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name in files:
+                zf.write(work / name, name)
+    try:
+        check_output(out, force)  # again, just before the rename: the path may have changed meanwhile
+        os.replace(partial, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        partial.unlink(missing_ok=True)
         raise
+
+
+def _detector_info(model: DeepSAD | DeepSADEnsemble) -> dict[str, Any]:
+    if isinstance(model, DeepSADEnsemble):
+        return {"kind": "deepsad_ensemble", "weights": model.weights_, "label_auc": model.label_auc_,
+                "backends": ["onnx"]}  # fmt: skip
+    return {"kind": "deepsad", "backends": ["onnx", "torchscript"]}
+
+
+def _params(model: DeepSAD | DeepSADEnsemble) -> dict[str, Any]:
+    params = model.get_params(deep=False)
+    if isinstance(model, DeepSADEnsemble):
+        params = {k: v for k, v in params.items() if k != "deepsad"} | {"deepsad": model.deepsad_.get_params()}
+    return json.loads(json.dumps(params, default=_json_default))
+
+
+def _score_batch(model: DeepSAD | DeepSADEnsemble) -> int:
+    """Rows per scoring call of the bundle: the kNN member's distance matrix stays near 64 MB."""
+    if isinstance(model, DeepSADEnsemble):
+        return max(256, 2**24 // len(model.reference_))
+    return 65536
 
 
 def is_bundle(path: Path) -> bool:
@@ -260,21 +378,11 @@ def check_output(out: str | os.PathLike, force: bool = False) -> None:
         raise OutputExistsError(f"{out.name} already holds a bundle; pass force=True (--force) to replace it")
 
 
-def _replace_folder(tmp: Path, out: Path, force: bool) -> None:
-    """Move the finished bundle folder ``tmp`` to ``out``; an old bundle there is swapped out, then removed."""
-    check_output(out, force)
-    if not out.exists():
-        os.rename(tmp, out)  # fails, rather than merging, if something appeared at ``out`` meanwhile
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.replace(out, old)  # an empty folder is replaced by a rename
-    os.rename(tmp, out)
-    shutil.rmtree(old)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
     raise TypeError(f"cannot write {type(value).__name__} to the manifest")

@@ -27,7 +27,6 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.e2e
 
 
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -145,9 +145,7 @@ def test_two_zip_exports_at_once_do_not_share_a_temporary_file(table_bundle, tmp
     df, ds, model, _ = table_bundle
     outs = [tmp_path / "same.zip"] * 2
     with ThreadPoolExecutor(2) as pool:
-        done = list(
-            pool.map(lambda o: export_bundle(model, ds.preprocessor, o, X_sample=ds.X[:50], force=True), outs)
-        )
+        done = list(pool.map(lambda o: export_bundle(model, ds.preprocessor, o, X_sample=ds.X[:50], force=True), outs))
     assert done == [[outs[0]], [outs[0]]]
     assert _max_rel(load_detector(outs[0]).decision_function(df), model.decision_function(ds.X)) <= 1e-4
     assert [p.name for p in tmp_path.iterdir()] == ["same.zip"]

@@ -1,0 +1,463 @@
+"""The detector a round produces: Deep SAD fused with a zero-label prior and a supervised member.
+
+Four members score every sample, each on its own scale:
+
+- ``iforest``: an IsolationForest on the model input (no labels);
+- ``knn``: the mean squared distance to the ``n_neighbors`` nearest of a reference sample (no labels);
+- ``deepsad``: ``log ||phi(x) - c||^2`` of a Deep SAD network; without labels it trains as Deep SAD on
+  pseudo-labels (the prior's top ``pseudo_anomaly_share`` taken as anomalies), with labels on the
+  labels alone;
+- ``supervised``: a class-balanced logistic regression on the labeled samples (from two labels of
+  each kind on).
+
+Each member's score is standardised by the median and interquartile range of its scores on the
+training data (``z``). Without enough labels the fused score is the ``prior_weights`` mean of the
+``z``; with them, each member weighs ``(2 (AUC - 0.5))^weight_power``, its ROC-AUC over the labeled
+samples (out of fold for the supervised member), so members that the labels contradict drop out.
+The score is ``exp(mean z)``: positive, and ratios of scores are differences of ``z``. Truth never
+enters; only the expert's labels do. ``docs/design.md`` gives the measurements behind the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, clone
+from sklearn.ensemble import IsolationForest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from deepsad_core.atomic import atomic_folder
+from deepsad_core.estimator import DeepSAD, _labels_from_scores
+from deepsad_core.exceptions import NotFittedError
+from deepsad_core.training import ProgressCallback
+
+__all__ = ["MEMBERS", "DeepSADEnsemble", "load_model"]
+
+ENSEMBLE_FORMAT = "deepsad-ensemble"
+ENSEMBLE_FORMAT_VERSION = 1
+MEMBERS = ("iforest", "knn", "deepsad", "supervised")
+DEFAULT_PRIOR_WEIGHTS = (("iforest", 1.0), ("knn", 0.25), ("deepsad", 0.25))
+_Z_CLIP = 80.0  # exp(80) still fits float32, and no real score is that many IQRs out
+_LOG_EPS = 1e-12
+_KNN_BATCH_VALUES = 2**24  # distances held at once while scoring the kNN member (64 MB)
+_CONFIG_FILE, _MEMBERS_FILE, _REFERENCE_FILE, _SCORES_FILE = (
+    "ensemble.json",
+    "members.skops",
+    "reference.npy",
+    "decision_scores.npy",
+)
+_TRUSTED_SKOPS_TYPES = ["sklearn.tree._tree.Tree"]  # what an IsolationForest needs beyond skops' defaults
+
+
+def robust_scale(scores: np.ndarray) -> tuple[float, float]:
+    """Median and interquartile range (floored) of a member's training scores: its ``z`` is (s - median) / iqr."""
+    q25, median, q75 = np.quantile(np.asarray(scores, dtype=np.float64), [0.25, 0.5, 0.75])
+    spread = max(float(q75 - q25), 1e-6 * max(abs(float(median)), 1.0), 1e-12)
+    return float(median), spread
+
+
+def labeled_auc(scores: np.ndarray, semi_targets: np.ndarray) -> float | None:
+    """ROC-AUC of ``scores`` over the labeled samples (anomaly = positive); None without both kinds."""
+    labeled = semi_targets != 0
+    anomalous = semi_targets[labeled] == -1
+    if anomalous.all() or not anomalous.any():
+        return None
+    return float(roc_auc_score(anomalous, scores[labeled]))
+
+
+def label_weights(aucs: dict[str, float | None], power: float) -> dict[str, float]:
+    """``(2 (AUC - 0.5))^power`` per member with an AUC; 0 for members the labels rank no better than chance."""
+    return {name: (2 * max(auc - 0.5, 0.0)) ** power for name, auc in aucs.items() if auc is not None}
+
+
+def fuse(z: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """The fused score ``exp(sum w z / sum w)`` over the members that have a weight."""
+    total = sum(weights.values())
+    mean = sum(w * z[name] for name, w in weights.items()) / total
+    return np.exp(np.clip(mean, -_Z_CLIP, _Z_CLIP))
+
+
+def knn_sq_distances(X: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean squared distance from each row of ``X`` to its ``k`` nearest reference rows (float32).
+
+    ``|x|^2 - 2 x.r + |r|^2``, clamped at 0: one matrix product, the same arithmetic as the exported
+    graph, so the bundle reproduces it. Squared, not rooted: near-duplicates would turn float32
+    round-off into visible differences under a square root.
+    """
+    return torch.topk(_sq(X, reference), k, dim=1, largest=False).values.mean(1)
+
+
+class DeepSADEnsemble(BaseEstimator):
+    """Deep SAD fused with an IsolationForest, a kNN distance and a supervised member, weighted by the labels.
+
+    Parameters
+    ----------
+    deepsad : DeepSAD or None
+        The Deep SAD member's settings (cloned in ``fit``); ``None`` takes ``DeepSAD()``.
+    n_estimators : int, default 100
+        Trees of the IsolationForest member.
+    n_neighbors : int, default 10
+        Neighbours of the kNN member.
+    max_reference : int, default 4096
+        Reference rows of the kNN member (a random sample of the training data beyond that).
+    prior_weights : sequence of (member, weight), default iforest 1, knn 0.25, deepsad 0.25
+        The fusion before there are two labels of each kind.
+    pseudo_anomaly_share : float, default 0.1
+        Without labels, the share of the training data the IsolationForest and kNN members rank
+        highest that Deep SAD trains on as anomalies; 0 trains plain Deep SVDD.
+    weight_power : float, default 2
+        Sharpness of the label-based weights ``(2 (AUC - 0.5))^weight_power``.
+    supervised_C : float, default 1.0
+        Inverse regularisation of the supervised member's logistic regression.
+    contamination : float, default 0.1
+        Expected anomaly share, for the default ``threshold_``.
+    seed : int, default 0
+        Seeds every member; global random state is left untouched.
+
+    Attributes
+    ----------
+    deepsad_ : DeepSAD
+        The fitted Deep SAD member (``embed`` gives its latents).
+    iforest_ : IsolationForest
+    reference_ : ndarray of shape (m, n_features)
+        The kNN member's reference rows, flattened model input.
+    supervised_ : LogisticRegression or None
+        Fitted once there are labels of both kinds.
+    scales_ : dict of str to (float, float)
+        Each member's median and IQR on the training data.
+    weights_ : dict of str to float
+        The fusion weights in use.
+    label_auc_ : dict of str to float or None
+        Each member's ROC-AUC over the labeled samples (supervised: out of fold).
+    decision_scores_ : ndarray of shape (n_samples,)
+        Fused scores of the training data; higher = more anomalous.
+    threshold_ : float
+        Score above which :meth:`predict` says anomaly.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from deepsad_core import DeepSAD
+    >>> from deepsad_core.ensemble import DeepSADEnsemble
+    >>> X = np.random.default_rng(0).random((200, 6), dtype=np.float32)
+    >>> model = DeepSADEnsemble(deepsad=DeepSAD(epochs=2, ae_epochs=2)).fit(X)
+    >>> model.decision_function(X).shape
+    (200,)
+    """
+
+    def __init__(
+        self,
+        *,
+        deepsad: DeepSAD | None = None,
+        n_estimators: int = 100,
+        n_neighbors: int = 10,
+        max_reference: int = 4096,
+        prior_weights: Sequence[tuple[str, float]] = DEFAULT_PRIOR_WEIGHTS,
+        pseudo_anomaly_share: float = 0.1,
+        weight_power: float = 2.0,
+        supervised_C: float = 1.0,
+        contamination: float = 0.1,
+        seed: int = 0,
+    ) -> None:
+        self.deepsad = deepsad
+        self.n_estimators = n_estimators
+        self.n_neighbors = n_neighbors
+        self.max_reference = max_reference
+        self.prior_weights = prior_weights
+        self.pseudo_anomaly_share = pseudo_anomaly_share
+        self.weight_power = weight_power
+        self.supervised_C = supervised_C
+        self.contamination = contamination
+        self.seed = seed
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    def _check_params(self) -> None:
+        rules = {
+            "n_estimators": (self.n_estimators, lambda v: isinstance(v, int) and v > 0, "an int > 0"),
+            "n_neighbors": (self.n_neighbors, lambda v: isinstance(v, int) and v > 0, "an int > 0"),
+            "max_reference": (self.max_reference, lambda v: isinstance(v, int) and v > 1, "an int > 1"),
+            "pseudo_anomaly_share": (self.pseudo_anomaly_share, lambda v: 0 <= v < 0.5, "a number in [0, 0.5)"),
+            "weight_power": (self.weight_power, lambda v: v > 0, "a number > 0"),
+            "supervised_C": (self.supervised_C, lambda v: v > 0, "a number > 0"),
+            "contamination": (self.contamination, lambda v: 0 < v < 0.5, "a number in (0, 0.5)"),
+            "seed": (self.seed, lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
+        }
+        for name, (value, ok, allowed) in rules.items():
+            try:
+                valid = bool(ok(value))
+            except TypeError:
+                valid = False
+            if not valid:
+                raise ValueError(f"{name} must be {allowed}; got {value!r}")
+        prior = dict(self.prior_weights)
+        if set(prior) - {"iforest", "knn", "deepsad"} or any(w < 0 for w in prior.values()) or not sum(prior.values()):
+            raise ValueError(
+                "prior_weights must give non-negative weights, not all zero, to iforest, knn and deepsad; "
+                f"got {self.prior_weights!r}"
+            )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "deepsad_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) first or load_model(path)")
+
+    # --- what the rest of the house reads from a detector ----------------------------------------
+
+    @property
+    def center_(self) -> np.ndarray:
+        return self.deepsad_.center_
+
+    @property
+    def input_shape_(self) -> tuple[int, ...]:
+        return self.deepsad_.input_shape_
+
+    @property
+    def n_features_in_(self) -> int:
+        return self.deepsad_.n_features_in_
+
+    @property
+    def history_(self) -> list[dict]:
+        return self.deepsad_.history_
+
+    @property
+    def network_spec_(self):
+        return self.deepsad_.network_spec_
+
+    # --- fitting --------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        X: Any,
+        semi_targets: Any = None,
+        warm_start: bool = False,
+        epochs: int | None = None,
+        callback: ProgressCallback | None = None,
+    ) -> DeepSADEnsemble:
+        """Fit every member on ``X`` (+1 labeled normal, -1 labeled anomaly, 0 unlabeled) and weigh them.
+
+        ``warm_start`` keeps the IsolationForest, the kNN reference and Deep SAD's centre, continues
+        Deep SAD from its weights (with the current ``deepsad`` settings, e.g. a later round's
+        learning rate) and refits the supervised member and the weights. Returns ``self``.
+        """
+        self._check_params()
+        if warm_start:
+            self._check_fitted()
+        template = self.deepsad if self.deepsad is not None else DeepSAD()
+        X = (self.deepsad_ if warm_start else template)._validate_X(X, reset=not warm_start)
+        semi = DeepSAD._validate_semi_targets(semi_targets, len(X))
+        flat = X.reshape(len(X), -1)
+        if warm_start:
+            iforest, reference, reference_index = self.iforest_, self.reference_, self._reference_index
+            deepsad = self.deepsad_
+        else:
+            iforest = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(flat)
+            rng = np.random.default_rng(self.seed)
+            reference_index = np.sort(rng.choice(len(X), min(self.max_reference, len(X)), replace=False))
+            reference = np.ascontiguousarray(flat[reference_index])
+            deepsad = clone(template).set_params(seed=self.seed)
+        k = min(self.n_neighbors, len(reference) - 1)
+        own_rows = reference_index if _same_rows(flat, reference, reference_index) else None
+        raw = {"iforest": -iforest.decision_function(flat), "knn": self._knn(flat, reference, k, own_rows)}
+        scales = {name: robust_scale(raw[name]) for name in raw} if not warm_start else dict(self.scales_)
+        z = {name: _z(raw[name], scales[name]) for name in raw}
+        # the expert's labels, once there are any, replace the pseudo-labels
+        train_targets = semi if (semi != 0).any() else self._pseudo_targets(z["iforest"] + z["knn"])
+        if warm_start:
+            # continue with the template's current training settings (a later round's lr, eta)
+            params = template.get_params()
+            deepsad.set_params(**{key: params[key] for key in ("eta", "lr", "weight_decay", "batch_size")})
+            deepsad.fit(X, train_targets, warm_start=True, epochs=epochs, callback=callback)
+        else:
+            deepsad.fit(X, train_targets, epochs=epochs, callback=callback)
+        raw["deepsad"] = np.log(deepsad.decision_scores_ + _LOG_EPS)
+        scales["deepsad"] = robust_scale(raw["deepsad"])
+        z["deepsad"] = _z(raw["deepsad"], scales["deepsad"])
+
+        supervised, aucs = None, {name: labeled_auc(z[name], semi) for name in ("iforest", "knn", "deepsad")}
+        n_anomalous, n_normal = int((semi == -1).sum()), int((semi == 1).sum())
+        if n_anomalous and n_normal:
+            supervised = self._fit_supervised(flat, semi)
+            raw["supervised"] = supervised.decision_function(flat)
+            scales["supervised"] = robust_scale(raw["supervised"])
+            z["supervised"] = _z(raw["supervised"], scales["supervised"])
+            aucs["supervised"] = self._out_of_fold_auc(flat, semi, scales["supervised"])
+        weights = label_weights(aucs, self.weight_power) if min(n_anomalous, n_normal) >= 2 else {}
+        if not sum(weights.values()):  # too few labels, or the labels trust no member
+            weights = {name: float(w) for name, w in self.prior_weights if w > 0}
+        weights = {name: w for name, w in weights.items() if w > 0}
+        scores = fuse(z, weights)
+
+        self.deepsad_ = deepsad
+        self.iforest_ = iforest
+        self.reference_ = reference
+        self._reference_index = reference_index
+        self.n_neighbors_ = k
+        self.supervised_ = supervised
+        self.scales_ = {name: scales[name] for name in raw}
+        self.label_auc_ = aucs
+        self.weights_ = weights
+        self.decision_scores_ = scores
+        self.threshold_ = float(np.quantile(scores, 1 - self.contamination))
+        return self
+
+    def _pseudo_targets(self, prior: np.ndarray) -> np.ndarray:
+        targets = np.zeros(len(prior), dtype=np.int64)
+        if self.pseudo_anomaly_share > 0:
+            targets[prior >= np.quantile(prior, 1 - self.pseudo_anomaly_share)] = -1
+        return targets
+
+    def _fit_supervised(self, flat: np.ndarray, semi: np.ndarray) -> LogisticRegression:
+        labeled = semi != 0
+        model = LogisticRegression(C=self.supervised_C, class_weight="balanced", max_iter=2000)
+        return model.fit(flat[labeled], semi[labeled] == -1)
+
+    def _out_of_fold_auc(self, flat: np.ndarray, semi: np.ndarray, scale: tuple[float, float]) -> float | None:
+        """The supervised member's labeled AUC from out-of-fold predictions: in-fold it would always look perfect."""
+        labeled = semi != 0
+        y = semi[labeled] == -1
+        folds = int(min(5, y.sum(), (~y).sum()))
+        if folds < 2:
+            return None
+        cv = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+        model = LogisticRegression(C=self.supervised_C, class_weight="balanced", max_iter=2000)
+        oof = cross_val_predict(model, flat[labeled], y, cv=cv, method="decision_function")
+        return float(roc_auc_score(y, _z(oof, scale)))
+
+    # --- scoring --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _knn(flat: np.ndarray, reference: np.ndarray, k: int, reference_index: np.ndarray | None) -> np.ndarray:
+        """The kNN member's raw scores; rows of the reference (``reference_index``) skip themselves."""
+        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32))
+        X = torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32))
+        out = np.empty(len(flat), dtype=np.float64)
+        batch = max(1, _KNN_BATCH_VALUES // len(ref))
+        with torch.inference_mode():
+            for s in range(0, len(X), batch):
+                out[s : s + batch] = knn_sq_distances(X[s : s + batch], ref, k).numpy()
+            if reference_index is not None:  # the training rows in the reference: k nearest others
+                for s in range(0, len(reference_index), batch):
+                    rows = X[reference_index[s : s + batch]]
+                    nearest = torch.topk(_sq(rows, ref), k + 1, dim=1, largest=False).values[:, 1:]
+                    out[reference_index[s : s + batch]] = nearest.mean(1).numpy()
+        return out
+
+    def member_scores(self, X: Any) -> dict[str, np.ndarray]:
+        """Each member's standardised score ``z`` on ``X`` (the fused score is their weighted mean)."""
+        self._check_fitted()
+        X = self.deepsad_._validate_X(X, reset=False)
+        return self._member_z(X)
+
+    def _member_z(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        flat = X.reshape(len(X), -1)
+        raw = {
+            "iforest": -self.iforest_.decision_function(flat),
+            "knn": self._knn(flat, self.reference_, self.n_neighbors_, None),
+            "deepsad": np.log(self.deepsad_.decision_function(X) + _LOG_EPS),
+        }
+        if self.supervised_ is not None:
+            raw["supervised"] = self.supervised_.decision_function(flat)
+        return {name: _z(raw[name], self.scales_[name]) for name in raw}
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Fused anomaly scores of shape (n,); higher = more anomalous."""
+        return fuse(self.member_scores(X), self.weights_)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Same as :meth:`decision_function` (PyOD's name)."""
+        return self.decision_function(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 = anomaly (score above ``threshold_``), 0 = normal."""
+        return _labels_from_scores(self.decision_function(X), self.threshold_)
+
+    def embed(self, X: Any) -> np.ndarray:
+        """Latent vectors of the Deep SAD member, shape (n, rep_dim)."""
+        self._check_fitted()
+        return self.deepsad_.embed(X)
+
+    # --- persistence ----------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the fitted ensemble to the folder ``path`` atomically: JSON, safetensors, npy and skops, no pickle."""
+        import skops.io as sio
+
+        self._check_fitted()
+        config = {
+            "format": ENSEMBLE_FORMAT,
+            "format_version": ENSEMBLE_FORMAT_VERSION,
+            "params": {k: v for k, v in self.get_params(deep=False).items() if k != "deepsad"},
+            "n_neighbors": self.n_neighbors_,
+            "scales": self.scales_,
+            "weights": self.weights_,
+            "label_auc": self.label_auc_,
+            "threshold": self.threshold_,
+        }
+        config["params"]["prior_weights"] = [list(p) for p in self.prior_weights]
+        with atomic_folder(path) as tmp:
+            self.deepsad_.save(tmp / "deepsad")
+            (tmp / _CONFIG_FILE).write_text(json.dumps(config, indent=1))
+            (tmp / _MEMBERS_FILE).write_bytes(sio.dumps({"iforest": self.iforest_, "supervised": self.supervised_}))
+            np.save(tmp / _REFERENCE_FILE, self.reference_)
+            np.save(tmp / "reference_index.npy", self._reference_index)
+            np.save(tmp / _SCORES_FILE, self.decision_scores_)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str = "auto") -> DeepSADEnsemble:
+        """Load an ensemble written by :meth:`save`; skops admits only the types an IsolationForest needs."""
+        import skops.io as sio
+
+        path = Path(path)
+        config = json.loads((path / _CONFIG_FILE).read_text())
+        if config.get("format") != ENSEMBLE_FORMAT or config.get("format_version") != ENSEMBLE_FORMAT_VERSION:
+            raise ValueError(
+                f"{path} holds format {config.get('format')!r} v{config.get('format_version')}, "
+                f"expected {ENSEMBLE_FORMAT!r} v{ENSEMBLE_FORMAT_VERSION}"
+            )
+        deepsad = DeepSAD.load(path / "deepsad", device=device)
+        params = dict(config["params"])
+        params["prior_weights"] = tuple(tuple(p) for p in params["prior_weights"])
+        model = cls(deepsad=clone(deepsad), **params)
+        members = sio.loads((path / _MEMBERS_FILE).read_bytes(), trusted=_TRUSTED_SKOPS_TYPES)
+        model.deepsad_ = deepsad
+        model.iforest_ = members["iforest"]
+        model.supervised_ = members["supervised"]
+        model.reference_ = np.load(path / _REFERENCE_FILE, allow_pickle=False)
+        model._reference_index = np.load(path / "reference_index.npy", allow_pickle=False)
+        model.n_neighbors_ = int(config["n_neighbors"])
+        model.scales_ = {k: tuple(v) for k, v in config["scales"].items()}
+        model.weights_ = config["weights"]
+        model.label_auc_ = config["label_auc"]
+        model.threshold_ = float(config["threshold"])
+        model.decision_scores_ = np.load(path / _SCORES_FILE, allow_pickle=False)
+        return model
+
+
+def load_model(path: str | os.PathLike, device: str = "auto") -> DeepSAD | DeepSADEnsemble:
+    """A saved detector of either kind (a round's ``model`` folder)."""
+    path = Path(path)
+    if (path / _CONFIG_FILE).is_file():
+        return DeepSADEnsemble.load(path, device=device)
+    return DeepSAD.load(path, device=device)
+
+
+def _z(raw: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    return (np.asarray(raw, dtype=np.float64) - scale[0]) / scale[1]
+
+
+def _sq(X: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    return ((X * X).sum(1, keepdim=True) - 2 * X @ reference.T + (reference * reference).sum(1)).clamp_min(0)
+
+
+def _same_rows(flat: np.ndarray, reference: np.ndarray, index: np.ndarray) -> bool:
+    """Whether ``flat`` is the data the reference was drawn from (then its rows must skip themselves)."""
+    return len(index) > 0 and int(index[-1]) < len(flat) and np.array_equal(flat[index], reference)
