@@ -17,6 +17,8 @@ def _int_list(text: str) -> list[int]:
 
 
 def _add_simulate(commands) -> None:
+    from deepsad_core.rounds import DETECTORS, RoundConfig
+
     p = commands.add_parser(
         "simulate",
         help="benchmark query strategies with a simulated expert answering from the truth",
@@ -31,9 +33,12 @@ def _add_simulate(commands) -> None:
     p.add_argument("--budget", type=int, default=100, help="labels to give in total")
     p.add_argument("--batch-size", type=int, default=10, help="labels per round")
     p.add_argument("--seeds", type=_int_list, default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=30, help="round 0 training epochs")
-    p.add_argument("--ae-epochs", type=int, default=30, help="round 0 autoencoder epochs")
-    p.add_argument("--epochs-per-round", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=RoundConfig.first_epochs, help="round 0 training epochs")
+    p.add_argument("--ae-epochs", type=int, default=RoundConfig.first_ae_epochs, help="round 0 autoencoder epochs")
+    p.add_argument("--epochs-per-round", type=int, default=RoundConfig.epochs_per_round)
+    p.add_argument("--detector", choices=DETECTORS, default=RoundConfig.detector, help="the app's default: ensemble")
+    p.add_argument("--eta", type=float, default=RoundConfig.eta, help="weight of the labeled samples in Deep SAD")
+    p.add_argument("--round-lr", type=float, default=RoundConfig.round_lr, help="Deep SAD learning rate after round 0")
     p.add_argument("--out", required=True, help="folder for curves.csv and curves.png")
     p.set_defaults(run=_run_simulate)
 
@@ -44,10 +49,13 @@ def _run_simulate(args: argparse.Namespace) -> int:
 
     strategies = args.strategies or ["random", "most_anomalous", "hybrid"]
     config = RoundConfig(
+        detector=args.detector,
         first_epochs=args.epochs,
         first_ae_epochs=args.ae_epochs,
         pretrain=args.ae_epochs > 0,
         epochs_per_round=args.epochs_per_round,
+        eta=args.eta,
+        round_lr=args.round_lr,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,12 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from deepsad_core.ensemble import DeepSADEnsemble
 from deepsad_core.estimator import DeepSAD
 from deepsad_core.query import DEFAULT_MIX, Pick, QueryPool, QueryStrategy, make_strategy
 from deepsad_core.threshold import ThresholdChoice, choose_threshold
 from deepsad_core.training import ProgressCallback
 
-__all__ = ["RoundConfig", "RoundOutput", "fit_round", "score_and_queue"]
+__all__ = ["DETECTORS", "RoundConfig", "RoundOutput", "fit_round", "score_and_queue"]
+
+# "ensemble": Deep SAD fused with label-free members and a supervised one (the default);
+# "deepsad": the paper's Deep SAD alone.
+DETECTORS = ("ensemble", "deepsad")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class RoundConfig:
     the test AUC from 0.821 to 0.844 on cardio and from 0.809 to 0.829 on satellite.
     """
 
+    detector: str = "ensemble"
     net: str = "auto"
     rep_dim: int | None = None
     eta: float = 1.0
@@ -49,7 +55,17 @@ class RoundConfig:
     threshold_method: str = "best_f1"
     seed: int = 0
 
-    def estimator(self) -> DeepSAD:
+    def estimator(self) -> DeepSAD | DeepSADEnsemble:
+        """A fresh detector: the ensemble (``detector="ensemble"``) around this Deep SAD, or Deep SAD alone."""
+        if self.detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}; got {self.detector!r}")
+        deepsad = self.deepsad()
+        if self.detector == "deepsad":
+            return deepsad
+        return DeepSADEnsemble(deepsad=deepsad, contamination=min(self.contamination, 0.49), seed=self.seed)
+
+    def deepsad(self) -> DeepSAD:
+        """The Deep SAD settings of round 0."""
         return DeepSAD(
             net=self.net,
             rep_dim=self.rep_dim,
@@ -88,21 +104,28 @@ class RoundOutput:
 
 
 def fit_round(
-    model: DeepSAD | None,
+    model: DeepSAD | DeepSADEnsemble | None,
     X: np.ndarray,
     semi_targets: np.ndarray,
     config: RoundConfig,
     callback: ProgressCallback | None = None,
-) -> DeepSAD:
-    """Round 0 (``model=None``): a fresh fit. Later rounds: warm start, c fixed, a few epochs."""
-    if model is None:
+) -> DeepSAD | DeepSADEnsemble:
+    """Round 0 (``model=None``): a fresh fit. Later rounds: warm start, c fixed, a few epochs.
+
+    A model of another kind than ``config.detector`` (the setting was switched) is not continued: the
+    round trains a fresh detector of the chosen kind, with the labels.
+    """
+    if model is None or ("ensemble" if isinstance(model, DeepSADEnsemble) else "deepsad") != config.detector:
         return config.estimator().fit(X, semi_targets, callback=callback)
-    model.set_params(lr=config.round_lr)
+    later = {"lr": config.round_lr, "eta": config.eta}
+    if isinstance(model, DeepSADEnsemble):
+        later = {f"deepsad__{key}": value for key, value in later.items()}
+    model.set_params(**later)
     return model.fit(X, semi_targets, warm_start=True, epochs=config.epochs_per_round, callback=callback)
 
 
 def score_and_queue(
-    model: DeepSAD,
+    model: DeepSAD | DeepSADEnsemble,
     X: np.ndarray,
     semi_targets: np.ndarray,
     config: RoundConfig,

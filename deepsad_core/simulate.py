@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import IsolationForest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from deepsad_core.protocols import scale_like_paper, semisupervised_training_set, split_train_test
@@ -26,7 +28,10 @@ from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
 
 __all__ = ["SimulationSetup", "load_simulation_data", "plot_curves", "simulate"]
 
-CURVE_COLUMNS = ["strategy", "seed", "round", "labels_used", "anomalies_found", "test_auc", "test_ap", "seconds"]
+CURVE_COLUMNS = [
+    "strategy", "seed", "round", "labels_used", "anomalies_found", "test_auc", "test_ap", "seconds",
+    "iforest_auc", "supervised_auc",
+]  # fmt: skip
 
 
 @dataclass
@@ -69,8 +74,14 @@ def simulate(
     seed: int,
     log: Callable[[str], None] = lambda _: None,
 ) -> pd.DataFrame:
-    """Learning curves of each strategy on one seed: one row per round."""
+    """Learning curves of each strategy on one seed: one row per round.
+
+    Beside the detector, each row holds two peers on the same split: ``iforest_auc``, an
+    IsolationForest (100 trees) fitted on the pool without labels, and ``supervised_auc``, a
+    class-balanced logistic regression fitted on the labels so far (NaN until both kinds exist).
+    """
     config = replace(config, queue_size=batch_size, seed=seed)
+    iforest_auc = _iforest_auc(setup, seed)
     start = time.perf_counter()
     base = fit_round(None, setup.X_pool, np.zeros(len(setup.X_pool), dtype=np.int64), config)
     base_seconds = time.perf_counter() - start
@@ -80,6 +91,8 @@ def simulate(
         strategy, found, started = make_strategy(name, config.mix), 0, time.perf_counter() - base_seconds
         for round_number in range(budget // batch_size + 1):
             if round_number:
+                if not (semi == 0).any():  # a pool smaller than the budget: every sample is labeled
+                    break
                 picks = score_and_queue(model, setup.X_pool, semi, config, round_number, strategy).queue
                 idx = np.array([p.index for p in picks])
                 answers = setup.truth_pool[idx]
@@ -97,6 +110,8 @@ def simulate(
                     "test_auc": roc_auc_score(setup.truth_test, scores),
                     "test_ap": average_precision_score(setup.truth_test, scores),
                     "seconds": time.perf_counter() - started,
+                    "iforest_auc": iforest_auc,
+                    "supervised_auc": _supervised_auc(setup, semi),
                 }
             )
             log(
@@ -104,6 +119,26 @@ def simulate(
                 f"anomalies found {found:3d}, test AUC {rows[-1]['test_auc']:.3f}"
             )
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _flat(X: np.ndarray) -> np.ndarray:
+    return X.reshape(len(X), -1)
+
+
+def _iforest_auc(setup: SimulationSetup, seed: int) -> float:
+    """The zero-label peer: scikit-learn's IsolationForest, 100 trees, on the pool."""
+    forest = IsolationForest(n_estimators=100, random_state=seed).fit(_flat(setup.X_pool))
+    return float(roc_auc_score(setup.truth_test, -forest.decision_function(_flat(setup.X_test))))
+
+
+def _supervised_auc(setup: SimulationSetup, semi: np.ndarray) -> float:
+    """The supervised peer: a class-balanced logistic regression on the labels given so far."""
+    labeled = semi != 0
+    anomalous = semi[labeled] == -1
+    if anomalous.all() or not anomalous.any():
+        return float("nan")
+    model = LogisticRegression(class_weight="balanced", max_iter=2000).fit(_flat(setup.X_pool)[labeled], anomalous)
+    return float(roc_auc_score(setup.truth_test, model.decision_function(_flat(setup.X_test))))
 
 
 def plot_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:

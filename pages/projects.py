@@ -7,7 +7,7 @@ import streamlit as st
 from deepsad_core.data import SUPPORTED_SUFFIXES
 from deepsad_core.exceptions import DeepSADError
 from deepsad_core.query import DEFAULT_MIX
-from deepsad_core.studio import Project
+from deepsad_core.studio import DETECTORS, Project
 from deepsad_core.studio.project import slugify
 from pages.common import (
     SAMPLES,
@@ -106,6 +106,13 @@ def render_settings(project: Project) -> None:
         contamination = c8.number_input(
             "Expected anomaly share", 0.001, 0.5, float(config.contamination), format="%.3f"
         )
+        detector = st.radio(
+            "Detector", DETECTORS, index=DETECTORS.index(config.detector), horizontal=True,
+            format_func=lambda d: {"ensemble": "Ensemble: Deep SAD + IsolationForest + kNN + supervised (default)",
+                                   "deepsad": "Deep SAD alone (the paper's method)"}[d],
+            help="The ensemble weighs its members by how well each ranks your labels. "
+            "Switching retrains from scratch in the next round.",
+        )  # fmt: skip
         st.markdown("Queue mix")
         m1, m2, m3, m4 = st.columns(4)
         mix = {
@@ -118,8 +125,9 @@ def render_settings(project: Project) -> None:
             if sum(mix.values()) <= 0:
                 mix = dict(DEFAULT_MIX)
             project.update_round_config(
-                net=net, eta=eta, lr=lr, round_lr=round_lr, first_epochs=int(first), epochs_per_round=int(per_round),
-                batch_size=int(batch), queue_size=int(queue_size), contamination=contamination, mix=mix,
+                detector=detector, net=net, eta=eta, lr=lr, round_lr=round_lr, first_epochs=int(first),
+                epochs_per_round=int(per_round), batch_size=int(batch), queue_size=int(queue_size),
+                contamination=contamination, mix=mix,
             )  # fmt: skip
             st.success("Saved; the next round uses them.")
 

@@ -261,7 +261,7 @@ class Project:
         and re-exports replace. Elsewhere an existing path is replaced only if it is a bundle and
         ``force`` is set. ``threshold`` (``{"value", "method", "detail"}``) overrides the round's own.
         """
-        from deepsad_core.estimator import DeepSAD
+        from deepsad_core.ensemble import load_model
         from deepsad_core.export import export_bundle
 
         done = {r.number: r for r in self.rounds() if r.status == "done"}
@@ -271,7 +271,7 @@ class Project:
         if number not in done:
             raise DataError(f"round {number} did not finish; finished rounds: {sorted(done)}")
         view = done[number]
-        model = DeepSAD.load(view.path / "model", device="cpu")
+        model = load_model(view.path / "model", device="cpu")
         if out is None:
             out, force = self.path / _EXPORTS / f"round-{number:04d}.zip", True
         out = Path(out)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from deepsad_core.estimator import DeepSAD
+from deepsad_core.ensemble import load_model
 from deepsad_core.exceptions import TrainingCancelled
 from deepsad_core.projection import layout_shift, pca_map, umap_map_elsewhere
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
@@ -125,7 +125,7 @@ class RoundWorker:
         try:
             X = np.asarray(project.X)
             previous = project.current_round()
-            model = DeepSAD.load(previous.path / "model") if previous is not None else None
+            model = load_model(previous.path / "model") if previous is not None else None
             model = fit_round(model, X, semi, config, callback=self._on_progress)
             self._set(phase="score", message="scoring every sample")
             out = score_and_queue(model, X, semi, config, number)

@@ -1,0 +1,147 @@
+"""The detector an expert gets from few labels, against its peers, on every data set at hand.
+
+For each ODDS table (and MNIST digit 0 vs rest, pollution 0.1) and seed: the simulated expert labels
+what the default queue asks (10 a round, up to ``--budget``), and each round records the test AUC of
+
+- the new default (the ensemble, ``RoundConfig()``), with the default queue and with random labels;
+- the old default (Deep SAD alone, eta 1, later rounds at lr 1e-4), with the default queue;
+- IsolationForest (100 trees, no labels) and a logistic regression on the same labels (`deepsad simulate`'s
+  peers);
+- the ceiling: Deep SAD (the loop's round-0 settings) trained with every pool anomaly labeled.
+
+    python -m benchmarks.detector_table --odds-dir ../shared/data/odds --images-dir ../shared/data/images
+
+Curves go to ``benchmarks/results/detector/<data set>.csv``; the table to ``detector_table.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import RESULTS_DIR, command_line, int_list, write_report
+
+ODDS = ("annthyroid", "breastw", "cardio", "glass", "ionosphere", "lympho", "mnist", "pendigits", "pima",
+        "satellite", "thyroid", "vertebral", "wbc")  # fmt: skip
+OLD_DEFAULT = {"detector": "deepsad", "eta": 1.0, "round_lr": 1e-4}
+# MNIST digit 0: the image LeNet at cut epochs, so that 3 seeds x 3 runs fit on 2 cores
+IMAGE_EPOCHS = {"first_epochs": 10, "first_ae_epochs": 10, "epochs_per_round": 3}
+
+
+def run_one(name: str, path: str, seed: int, budget: int, batch_size: int) -> pd.DataFrame:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core
+    from sklearn.metrics import roc_auc_score
+
+    from deepsad_core.rounds import RoundConfig
+    from deepsad_core.simulate import load_simulation_data, simulate
+
+    images = name == "mnist0"
+    setup = load_simulation_data(path, seed, normal_class=0 if images else None, pollution=0.1)
+    epochs = IMAGE_EPOCHS if images else {}
+    parts = []
+    for detector, config, strategies in (
+        ("new", RoundConfig(**epochs), ["hybrid", "random"]),
+        ("old", RoundConfig(**OLD_DEFAULT, **epochs), ["hybrid"]),
+    ):
+        curves = simulate(setup, strategies, budget=budget, batch_size=batch_size, config=config, seed=seed)
+        parts.append(curves.assign(detector=detector))
+    oracle = np.where(setup.truth_pool == 1, -1, 0)
+    ceiling = RoundConfig(**OLD_DEFAULT, **epochs, seed=seed).estimator().fit(setup.X_pool, oracle)
+    ceiling_auc = roc_auc_score(setup.truth_test, ceiling.decision_function(setup.X_test))
+    print(f"{name} seed {seed} done", flush=True)
+    return pd.concat(parts, ignore_index=True).assign(data=name, ceiling_auc=ceiling_auc)
+
+
+def _at(curves: pd.DataFrame, labels: int) -> pd.DataFrame:
+    """Each run's row at ``labels`` labels, or its last row where the pool ran out first."""
+    runs = curves.groupby(["data", "detector", "strategy", "seed"], sort=False)
+    return runs.apply(lambda r: r[r.labels_used <= labels].iloc[-1], include_groups=False).reset_index()
+
+
+def _mean(part: pd.DataFrame, detector: str, strategy: str, column: str = "test_auc") -> float:
+    return part[(part.detector == detector) & (part.strategy == strategy)][column].mean()
+
+
+def summarise(curves: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, list[str]]:
+    rows = []
+    at = {n: _at(curves, n) for n in (0, 50, budget)}
+    for data in curves.data.unique():
+        row: dict = {"data set": data}
+        for n, frame in at.items():
+            part = frame[frame.data == data]
+            row[f"old @{n}"] = _mean(part, "old", "hybrid")
+            row[f"new @{n}"] = _mean(part, "new", "hybrid")
+            if n == 0:
+                row["IF"] = _mean(part, "new", "hybrid", "iforest_auc")
+                continue
+            row[f"new random @{n}"] = _mean(part, "new", "random")
+            row[f"supervised @{n}"] = _mean(part, "new", "hybrid", "supervised_auc")
+            if n == 50:
+                row["found @50"] = _mean(part, "new", "hybrid", "anomalies_found")
+                row["found random @50"] = _mean(part, "new", "random", "anomalies_found")
+        row["ceiling"] = curves[curves.data == data].ceiling_auc.mean()
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    t = table[table["data set"] != "mnist0"]
+    n = len(t)
+    count = lambda mask: f"{int(mask.sum())} of {n}"  # noqa: E731
+    means = lambda who: " / ".join(f"{t[f'{who} @{k}'].mean():.3f}" for k in (0, 50, budget))  # noqa: E731
+    checks = [
+        f"round 0, new >= IF - 0.02: {count(t['new @0'] >= t['IF'] - 0.02)} tables; "
+        f"mean new {t['new @0'].mean():.3f} vs IF {t['IF'].mean():.3f}",
+        f"50 labels, new above IF and supervised: {count(t['new @50'] > t[['IF', 'supervised @50']].max(axis=1))}",
+        f"50 labels, default queue above random labels: {count(t['new @50'] > t['new random @50'])}; "
+        f"finds >= 1.5x random's anomalies: {count(t['found @50'] >= 1.5 * t['found random @50'])}",
+        f"{budget} labels, within 0.03 of the ceiling: {count(t[f'new @{budget}'] >= t['ceiling'] - 0.03)}",
+        f"mean over the tables at 0 / 50 / {budget} labels: old {means('old')}, new {means('new')}",
+    ]
+    return table, checks
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--odds-dir", required=True)
+    p.add_argument("--images-dir", default=None, help="holding mnist_train.npz; omit to skip MNIST digit 0")
+    p.add_argument("--datasets", default=",".join(ODDS), help="comma-separated ODDS names")
+    p.add_argument("--seeds", type=int_list, default=[0, 1, 2])
+    p.add_argument("--budget", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    args = p.parse_args(argv)
+    jobs = [(name, str(Path(args.odds_dir) / f"{name}.npz")) for name in args.datasets.split(",") if name]
+    if args.images_dir:
+        jobs.append(("mnist0", str(Path(args.images_dir) / "mnist_train.npz")))
+    with ProcessPoolExecutor(args.jobs) as pool:
+        futures = [
+            pool.submit(run_one, n, path, s, args.budget, args.batch_size) for n, path in jobs for s in args.seeds
+        ]
+        curves = pd.concat([f.result() for f in futures], ignore_index=True)
+    folder = RESULTS_DIR / "detector"
+    folder.mkdir(parents=True, exist_ok=True)
+    for data, part in curves.groupby("data"):
+        part.to_csv(folder / f"{data}.csv", index=False)
+    table, checks = summarise(curves, args.budget)
+    notes = [
+        f"test ROC-AUC, mean over seeds {','.join(map(str, args.seeds))}; per seed a 60/40 split per class; "
+        f"{args.batch_size} labels a round from the default queue (random: uniformly drawn labels)",
+        "new: the ensemble (the app's default); old: Deep SAD alone, eta 1, later rounds at lr 1e-4; "
+        "IF: IsolationForest, 100 trees, no labels; supervised: logistic regression on the same labels; "
+        "ceiling: Deep SAD with every pool anomaly labeled",
+        "mnist0: MNIST digit 0 normal, pollution 0.1, LeNet at 10 + 10 epochs and 3 per later round; "
+        "a pool smaller than the budget (lympho) reports its last round",
+        *checks,
+    ]
+    title = "The detector from few labels, against its peers"
+    write_report("detector_table", title, command_line("detector_table", argv), notes, table.round(3))
+    return table
+
+
+if __name__ == "__main__":
+    main()
