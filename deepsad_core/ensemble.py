@@ -13,7 +13,8 @@ Four members score every sample, each on its own scale:
 Each member's score is standardised by the median and interquartile range of its scores on the
 training data (``z``). Without enough labels the fused score is the ``prior_weights`` mean of the
 ``z``; with them, each member weighs ``(2 (AUC - 0.5))^weight_power``, its ROC-AUC over the labeled
-samples (out of fold for the supervised member), so members that the labels contradict drop out.
+samples (out of fold for the supervised member; for Deep SAD, which trains on the labels, from
+its scores before each label was given), so members that the labels contradict drop out.
 The score is ``exp(mean z)``: positive, and ratios of scores are differences of ``z``. Truth never
 enters; only the expert's labels do. ``docs/design.md`` gives the measurements behind the defaults.
 """
@@ -44,7 +45,7 @@ __all__ = ["MEMBERS", "DeepSADEnsemble", "load_model"]
 ENSEMBLE_FORMAT = "deepsad-ensemble"
 ENSEMBLE_FORMAT_VERSION = 1
 MEMBERS = ("iforest", "knn", "deepsad", "supervised")
-DEFAULT_PRIOR_WEIGHTS = (("iforest", 1.0), ("knn", 0.25), ("deepsad", 0.25))
+DEFAULT_PRIOR_WEIGHTS = (("iforest", 1.0), ("knn", 0.15), ("deepsad", 0.15))
 _Z_CLIP = 80.0  # exp(80) still fits float32, and no real score is that many IQRs out
 _LOG_EPS = 1e-12
 _KNN_BATCH_VALUES = 2**24  # distances held at once while scoring the kNN member (64 MB)
@@ -54,6 +55,7 @@ _CONFIG_FILE, _MEMBERS_FILE, _REFERENCE_FILE, _SCORES_FILE = (
     "reference.npy",
     "decision_scores.npy",
 )
+_PREQUENTIAL_FILE = "deepsad_prequential.npy"
 _TRUSTED_SKOPS_TYPES = ["sklearn.tree._tree.Tree"]  # what an IsolationForest needs beyond skops' defaults
 
 
@@ -108,15 +110,16 @@ class DeepSADEnsemble(BaseEstimator):
         Neighbours of the kNN member.
     max_reference : int, default 4096
         Reference rows of the kNN member (a random sample of the training data beyond that).
-    prior_weights : sequence of (member, weight), default iforest 1, knn 0.25, deepsad 0.25
+    prior_weights : sequence of (member, weight), default iforest 1, knn 0.15, deepsad 0.15
         The fusion before there are two labels of each kind.
     pseudo_anomaly_share : float, default 0.1
         Without labels, the share of the training data the IsolationForest and kNN members rank
         highest that Deep SAD trains on as anomalies; 0 trains plain Deep SVDD.
     weight_power : float, default 2
         Sharpness of the label-based weights ``(2 (AUC - 0.5))^weight_power``.
-    supervised_C : float, default 1.0
-        Inverse regularisation of the supervised member's logistic regression.
+    supervised_C : float, default 10.0
+        Inverse regularisation of the supervised member's logistic regression (inputs in [0, 1]
+        need little).
     contamination : float, default 0.1
         Expected anomaly share, for the default ``threshold_``.
     seed : int, default 0
@@ -136,7 +139,10 @@ class DeepSADEnsemble(BaseEstimator):
     weights_ : dict of str to float
         The fusion weights in use.
     label_auc_ : dict of str to float or None
-        Each member's ROC-AUC over the labeled samples (supervised: out of fold).
+        Each member's ROC-AUC over the labeled samples: supervised out of fold, Deep SAD from its
+        scores before each label was given.
+    deepsad_prequential_ : ndarray of shape (n_samples,)
+        Deep SAD's ``z`` of each labeled training sample at the last fit before its label; NaN elsewhere.
     decision_scores_ : ndarray of shape (n_samples,)
         Fused scores of the training data; higher = more anomalous.
     threshold_ : float
@@ -163,7 +169,7 @@ class DeepSADEnsemble(BaseEstimator):
         prior_weights: Sequence[tuple[str, float]] = DEFAULT_PRIOR_WEIGHTS,
         pseudo_anomaly_share: float = 0.1,
         weight_power: float = 2.0,
-        supervised_C: float = 1.0,
+        supervised_C: float = 10.0,
         contamination: float = 0.1,
         seed: int = 0,
     ) -> None:
@@ -270,6 +276,9 @@ class DeepSADEnsemble(BaseEstimator):
         z = {name: _z(raw[name], scales[name]) for name in raw}
         # the expert's labels, once there are any, replace the pseudo-labels
         train_targets = semi if (semi != 0).any() else self._pseudo_targets(z["iforest"] + z["knn"])
+        # Deep SAD trains on the labels, so its AUC over them says little; what counts is how it ranked
+        # each label before it saw it: keep its score of every sample at the fit before the sample's label
+        prequential = self._prequential(semi, len(X), warm_start)
         if warm_start:
             # continue with the template's current training settings (a later round's lr, eta)
             params = template.get_params()
@@ -281,7 +290,11 @@ class DeepSADEnsemble(BaseEstimator):
         scales["deepsad"] = robust_scale(raw["deepsad"])
         z["deepsad"] = _z(raw["deepsad"], scales["deepsad"])
 
-        supervised, aucs = None, {name: labeled_auc(z[name], semi) for name in ("iforest", "knn", "deepsad")}
+        supervised, aucs = None, {name: labeled_auc(z[name], semi) for name in ("iforest", "knn")}
+        seen = np.isfinite(prequential) & (semi != 0)
+        aucs["deepsad"] = labeled_auc(np.where(seen, prequential, 0.0), np.where(seen, semi, 0))
+        if aucs["deepsad"] is None:  # labels given before its first fit: only its (optimistic) own view
+            aucs["deepsad"] = labeled_auc(z["deepsad"], semi)
         n_anomalous, n_normal = int((semi == -1).sum()), int((semi == 1).sum())
         if n_anomalous and n_normal:
             supervised = self._fit_supervised(flat, semi)
@@ -301,12 +314,23 @@ class DeepSADEnsemble(BaseEstimator):
         self._reference_index = reference_index
         self.n_neighbors_ = k
         self.supervised_ = supervised
+        self.deepsad_prequential_ = prequential
         self.scales_ = {name: scales[name] for name in raw}
         self.label_auc_ = aucs
         self.weights_ = weights
         self.decision_scores_ = scores
         self.threshold_ = float(np.quantile(scores, 1 - self.contamination))
         return self
+
+    def _prequential(self, semi: np.ndarray, n: int, warm_start: bool) -> np.ndarray:
+        """Deep SAD's ``z`` of each labeled sample from the last fit before its label (NaN where unknown)."""
+        if not warm_start or len(self.deepsad_prequential_) != n:
+            return np.full(n, np.nan)
+        before = _z(np.log(self.deepsad_.decision_scores_ + _LOG_EPS), self.scales_["deepsad"])
+        prequential = self.deepsad_prequential_.copy()
+        new = (semi != 0) & np.isnan(prequential)
+        prequential[new] = before[new]
+        return prequential
 
     def _pseudo_targets(self, prior: np.ndarray) -> np.ndarray:
         targets = np.zeros(len(prior), dtype=np.int64)
@@ -409,6 +433,7 @@ class DeepSADEnsemble(BaseEstimator):
             np.save(tmp / _REFERENCE_FILE, self.reference_)
             np.save(tmp / "reference_index.npy", self._reference_index)
             np.save(tmp / _SCORES_FILE, self.decision_scores_)
+            np.save(tmp / _PREQUENTIAL_FILE, self.deepsad_prequential_)
         return Path(path)
 
     @classmethod
@@ -439,6 +464,7 @@ class DeepSADEnsemble(BaseEstimator):
         model.label_auc_ = config["label_auc"]
         model.threshold_ = float(config["threshold"])
         model.decision_scores_ = np.load(path / _SCORES_FILE, allow_pickle=False)
+        model.deepsad_prequential_ = np.load(path / _PREQUENTIAL_FILE, allow_pickle=False)
         return model
 
 

@@ -1,0 +1,137 @@
+"""The ensemble detector: its training terms, its fusion, persistence, export and determinism."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+from deepsad_core import DeepSAD, load_detector
+from deepsad_core.data import load_dataset
+from deepsad_core.ensemble import DeepSADEnsemble, fuse, label_weights, labeled_auc, load_model, robust_scale
+from deepsad_core.export import export_bundle
+from deepsad_core.rounds import RoundConfig, fit_round
+
+
+def small(seed=0, **kw):
+    return DeepSADEnsemble(deepsad=DeepSAD(epochs=4, ae_epochs=2, lr=1e-3, ae_lr=1e-3, batch_size=64), seed=seed, **kw)
+
+
+def labels_for(truth, idx):
+    semi = np.zeros(len(truth), dtype=np.int64)
+    semi[idx] = np.where(truth[idx] == 1, -1, 1)
+    return semi
+
+
+def test_fusion_weighs_members_by_their_label_auc():
+    assert label_weights({"a": 1.0, "b": 0.75, "c": 0.5, "d": 0.3, "e": None}, power=2) == {
+        "a": 1.0, "b": 0.25, "c": 0.0, "d": 0.0,
+    }  # fmt: skip
+    z = {"a": np.array([0.0, 2.0]), "b": np.array([4.0, 0.0])}
+    # exp of the weighted mean: 3:1 for a gives (0*3 + 4*1)/4 = 1 and (2*3 + 0)/4 = 1.5
+    np.testing.assert_allclose(fuse(z, {"a": 3.0, "b": 1.0}), np.exp([1.0, 1.5]))
+    # a member with a higher z raises the fused score (the sign), the heavier member dominates (the weight)
+    assert fuse(z, {"a": 3.0, "b": 1.0})[1] > fuse(z, {"a": 3.0, "b": 1.0})[0]
+    assert fuse(z, {"a": 1.0, "b": 3.0})[1] < fuse(z, {"a": 1.0, "b": 3.0})[0]
+
+
+def test_labeled_auc_counts_anomalies_as_positives_and_needs_both_kinds():
+    semi = np.array([-1, -1, 1, 1, 0])
+    assert labeled_auc(np.array([5.0, 4.0, 1.0, 2.0, 9.0]), semi) == 1.0
+    assert labeled_auc(np.array([1.0, 2.0, 5.0, 4.0, 0.0]), semi) == 0.0
+    assert labeled_auc(np.ones(5), np.array([-1, -1, 0, 0, 0])) is None
+
+
+def test_robust_scale_is_median_and_iqr():
+    median, iqr = robust_scale(np.arange(101.0))
+    assert (median, iqr) == (50.0, 50.0)
+
+
+def test_round_zero_uses_the_prior_and_trains_deep_sad_on_the_priors_top_as_anomalies(blobs):
+    X, truth = blobs
+    model = small(pseudo_anomaly_share=0.1).fit(X)
+    assert model.weights_ == dict(model.prior_weights) and model.supervised_ is None
+    z = model.member_scores(X)
+    prior = z["iforest"] + z["knn"]
+    targets = model._pseudo_targets(prior)
+    assert (targets == -1).sum() == pytest.approx(0.1 * len(X), abs=2)
+    assert prior[targets == -1].min() >= prior[targets == 0].max()  # the top, not the bottom
+    # Deep SAD pushed the pseudo-anomalies away from c
+    d = model.deepsad_.decision_scores_
+    assert np.median(d[targets == -1]) > 2 * np.median(d[targets == 0])
+    assert roc_auc_score(truth, model.decision_scores_) > 0.9
+
+
+def test_labels_bring_in_the_supervised_member_and_weights_from_the_labels(blobs):
+    X, truth = blobs
+    model = small().fit(X)
+    rng = np.random.default_rng(0)
+    idx = np.r_[rng.choice(np.flatnonzero(truth == 1), 8, replace=False), rng.choice(300, 12, replace=False)]
+    model.fit(X, labels_for(truth, idx), warm_start=True, epochs=2)
+    assert model.supervised_ is not None and set(model.weights_) <= {"iforest", "knn", "deepsad", "supervised"}
+    assert "supervised" in model.label_auc_
+    expected = label_weights(model.label_auc_, model.weight_power)
+    assert model.weights_ == {k: w for k, w in expected.items() if w > 0}
+    # Deep SAD's AUC is the one before it saw the labels: its scores from the first fit
+    assert np.isfinite(model.deepsad_prequential_[idx]).all()
+    assert np.isnan(np.delete(model.deepsad_prequential_, idx)).all()
+
+
+def test_labels_that_no_member_ranks_above_chance_leave_the_prior(blobs):
+    X, truth = blobs
+    model = small().fit(X)
+    z = model.member_scores(X)
+    # label as anomalous the samples the IsolationForest finds most normal, and vice versa
+    order = np.argsort(z["iforest"])
+    semi = np.zeros(len(X), dtype=np.int64)
+    semi[order[:6]], semi[order[-6:]] = -1, 1
+    model.fit(X, semi, warm_start=True, epochs=1)
+    assert model.label_auc_["iforest"] == 0.0
+    assert max(label_weights(model.label_auc_, model.weight_power).values()) == 0
+    assert model.weights_ == dict(model.prior_weights)
+
+
+def test_same_seed_same_scores_other_seed_other_scores(blobs):
+    X, _ = blobs
+    a, b, c = small(seed=3).fit(X), small(seed=3).fit(X), small(seed=4).fit(X)
+    np.testing.assert_array_equal(a.decision_scores_, b.decision_scores_)
+    assert not np.allclose(a.decision_scores_, c.decision_scores_)
+
+
+def test_save_and_load_give_the_same_detector(blobs, tmp_path):
+    X, truth = blobs
+    model = small().fit(X)
+    model.fit(X, labels_for(truth, np.r_[300:305, 0:10]), warm_start=True, epochs=1)
+    loaded = load_model(model.save(tmp_path / "model"))
+    assert isinstance(loaded, DeepSADEnsemble) and loaded.weights_ == model.weights_
+    np.testing.assert_allclose(loaded.decision_function(X), model.decision_function(X), rtol=1e-6)
+    np.testing.assert_array_equal(loaded.deepsad_prequential_, model.deepsad_prequential_)
+    assert isinstance(load_model(model.deepsad_.save(tmp_path / "plain")), DeepSAD)
+    assert clone(loaded).get_params()["n_neighbors"] == model.n_neighbors
+
+
+def test_bundle_scores_like_the_live_ensemble(tmp_path):
+    ds = load_dataset("sample_data/breast_cancer.csv")
+    truth = ds.truth
+    model = small().fit(ds.X)
+    idx = np.r_[np.flatnonzero(truth == 1)[:6], np.flatnonzero(truth == 0)[:10]]
+    model.fit(ds.X, labels_for(truth, idx), warm_start=True, epochs=2)
+    assert "supervised" in model.weights_
+    out = tmp_path / "ensemble.zip"
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X)
+    detector = load_detector(out)
+    live = model.decision_function(ds.X)
+    assert np.max(np.abs(detector.score_features(ds.X) - live) / live) <= 1e-4
+    np.testing.assert_allclose(detector.embed(ds.raw), model.embed(ds.X), atol=1e-5)
+    assert detector.info()["detector"]["kind"] == "deepsad_ensemble"
+    with pytest.raises(ValueError, match="no TorchScript"):
+        load_detector(out, backend="torchscript")
+
+
+def test_the_loop_switches_detector_kind_by_retraining(blobs):
+    X, truth = blobs
+    config = RoundConfig(first_epochs=2, first_ae_epochs=1, epochs_per_round=1)
+    first = fit_round(None, X, np.zeros(len(X), dtype=np.int64), config)
+    assert isinstance(first, DeepSADEnsemble)
+    semi = labels_for(truth, np.r_[300:304, 0:6])
+    assert isinstance(fit_round(first, X, semi, RoundConfig(detector="deepsad", first_epochs=1)), DeepSAD)
+    assert fit_round(first, X, semi, config) is first  # the same kind continues warm
