@@ -77,7 +77,7 @@ def test_labels_bring_in_the_supervised_member_and_weights_from_the_labels(blobs
 
 
 def test_labels_that_no_member_ranks_above_chance_leave_the_prior(blobs):
-    X, truth = blobs
+    X, _ = blobs
     model = small().fit(X)
     z = model.member_scores(X)
     # label as anomalous the samples the IsolationForest finds most normal, and vice versa
