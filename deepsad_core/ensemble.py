@@ -7,8 +7,8 @@ Four members score every sample, each on its own scale:
 - ``deepsad``: ``log ||phi(x) - c||^2`` of a Deep SAD network; without labels it trains as Deep SAD on
   pseudo-labels (the prior's top ``pseudo_anomaly_share`` taken as anomalies), with labels on the
   labels alone;
-- ``supervised``: a class-balanced logistic regression on the labeled samples (from two labels of
-  each kind on).
+- ``supervised``: a class-balanced logistic regression on the labeled samples (with fewer than two
+  labeled normals: labeled anomalies against the unlabeled samples).
 
 Each member's score is standardised by the median and interquartile range of its scores on the
 training data (``z``). Without enough labels the fused score is the ``prior_weights`` mean of the
@@ -290,19 +290,22 @@ class DeepSADEnsemble(BaseEstimator):
         scales["deepsad"] = robust_scale(raw["deepsad"])
         z["deepsad"] = _z(raw["deepsad"], scales["deepsad"])
 
-        supervised, aucs = None, {name: labeled_auc(z[name], semi) for name in ("iforest", "knn")}
+        # what the members are ranked on: the labels, or, with fewer than two labeled normals, the labeled
+        # anomalies against (a sample of) the unlabeled data, which is mostly normal
+        ranking = self._ranking_targets(semi)
+        aucs = {name: labeled_auc(z[name], ranking) for name in ("iforest", "knn")}
         seen = np.isfinite(prequential) & (semi != 0)
         aucs["deepsad"] = labeled_auc(np.where(seen, prequential, 0.0), np.where(seen, semi, 0))
-        if aucs["deepsad"] is None:  # labels given before its first fit: only its (optimistic) own view
-            aucs["deepsad"] = labeled_auc(z["deepsad"], semi)
-        n_anomalous, n_normal = int((semi == -1).sum()), int((semi == 1).sum())
-        if n_anomalous and n_normal:
-            supervised = self._fit_supervised(flat, semi)
+        if aucs["deepsad"] is None:  # no label it was scored on before seeing it: only its (optimistic) own view
+            aucs["deepsad"] = labeled_auc(z["deepsad"], ranking)
+        supervised = None
+        if (ranking == -1).any() and (ranking == 1).any():
+            supervised = self._fit_supervised(flat, ranking)
             raw["supervised"] = supervised.decision_function(flat)
             scales["supervised"] = robust_scale(raw["supervised"])
             z["supervised"] = _z(raw["supervised"], scales["supervised"])
-            aucs["supervised"] = self._out_of_fold_auc(flat, semi, scales["supervised"])
-        weights = label_weights(aucs, self.weight_power) if min(n_anomalous, n_normal) >= 2 else {}
+            aucs["supervised"] = self._out_of_fold_auc(flat, ranking, scales["supervised"])
+        weights = label_weights(aucs, self.weight_power) if (semi == -1).sum() >= 2 else {}
         if not sum(weights.values()):  # too few labels, or the labels trust no member
             weights = {name: float(w) for name, w in self.prior_weights if w > 0}
         weights = {name: w for name, w in weights.items() if w > 0}
@@ -337,6 +340,18 @@ class DeepSADEnsemble(BaseEstimator):
         if self.pseudo_anomaly_share > 0:
             targets[prior >= np.quantile(prior, 1 - self.pseudo_anomaly_share)] = -1
         return targets
+
+    def _ranking_targets(self, semi: np.ndarray) -> np.ndarray:
+        """``semi``, or with fewer than two labeled normals: labeled anomalies against unlabeled samples as
+        normals (at most ``max_reference`` of them). Their AUC against the unlabeled rises with the true AUC."""
+        if (semi == 1).sum() >= 2 or not (semi == -1).any():
+            return semi
+        unlabeled = np.flatnonzero(semi == 0)
+        if len(unlabeled) > self.max_reference:
+            unlabeled = np.random.default_rng(self.seed).choice(unlabeled, self.max_reference, replace=False)
+        ranking = np.where(semi == -1, -1, 0)
+        ranking[unlabeled] = 1
+        return ranking
 
     def _fit_supervised(self, flat: np.ndarray, semi: np.ndarray) -> LogisticRegression:
         labeled = semi != 0

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import deepsad_core.studio.worker as worker_module
+from deepsad_core.ensemble import DeepSADEnsemble, load_model
 from deepsad_core.rounds import RoundConfig
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
@@ -41,7 +42,7 @@ def test_a_round_persists_scores_queue_map_and_metrics(project):
     assert r.threshold["method"] == "contamination"
     metrics = r.row["metrics"]
     assert metrics["labels"] == 0 and 0 <= metrics["auc"] <= 1
-    assert (r.path / "model" / "weights.safetensors").exists()
+    assert isinstance(load_model(r.path / "model"), DeepSADEnsemble)  # the default detector
 
 
 def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(project):
@@ -54,10 +55,9 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     worker.run(FAST)
     second = project.current_round()
     assert second.number == 1 and second.row["n_labels"] == 6
-    from deepsad_core import DeepSAD
-
-    m0, m1 = DeepSAD.load(first.path / "model"), DeepSAD.load(second.path / "model")
+    m0, m1 = load_model(first.path / "model"), load_model(second.path / "model")
     np.testing.assert_array_equal(m0.center_, m1.center_)  # c kept
+    np.testing.assert_array_equal(m0.reference_, m1.reference_)  # the label-free members kept
     assert [h["phase"] for h in m1.history_ if h["fit"] == 1] == ["train"] * FAST.epochs_per_round
     assert not set(q["index"] for q in second.queue) & set(picked[:6])  # labeled samples are not queued again
     assert second.threshold["method"] == "best_f1"
