@@ -50,10 +50,9 @@ def render_download(project: Project, threshold: float) -> None:
     bundle = st.session_state.get("export.bundle")
     if bundle and Path(bundle).exists():
         parity = load_detector(bundle).info()["parity"]
-        st.success(
-            f"Bundle ready: ONNX scores within {parity['onnx_max_rel_diff']:.1e}, TorchScript within "
-            f"{parity['torchscript_max_rel_diff']:.1e} of the live model (relative)."
-        )
+        names = {"onnx_max_rel_diff": "ONNX", "torchscript_max_rel_diff": "TorchScript"}
+        within = ", ".join(f"{names[k]} scores within {v:.1e}" for k, v in parity.items() if k in names)
+        st.success(f"Bundle ready: {within} of the live model (relative).")
         st.download_button(
             "Download the detector (.zip)", Path(bundle).read_bytes(), file_name=Path(bundle).name,
             mime="application/zip", key="export.download",
