@@ -142,6 +142,7 @@ def _add_train(commands) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     import numpy as np
+    from tqdm import tqdm
 
     from deepsad_core.data import load_dataset
     from deepsad_core.export import check_output, export_bundle
@@ -152,12 +153,19 @@ def _run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.input, id_column=args.id_column)
     semi = _semi_targets_from_labels(args.labels, dataset.ids) if args.labels else np.zeros(len(dataset), int)
     config = RoundConfig(first_epochs=args.epochs, first_ae_epochs=args.ae_epochs, pretrain=args.ae_epochs > 0)
+    bars: dict = {}
 
-    def report(p) -> None:
-        print(f"\r{p.phase:8s} epoch {p.epoch:4d}/{p.epochs}  loss {p.loss:.4g}", end="", file=sys.stderr)
+    def report(p) -> None:  # one progress bar per phase (pretrain, train)
+        if p.phase not in bars:
+            bars[p.phase] = tqdm(total=p.epochs, desc=f"{p.phase:8s}", unit="epoch", file=sys.stderr)
+        bars[p.phase].update(1)
+        bars[p.phase].set_postfix(loss=f"{p.loss:.4g}")
 
-    model = config.estimator().fit(dataset.X, semi, callback=report)
-    print(file=sys.stderr)
+    try:
+        model = config.estimator().fit(dataset.X, semi, callback=report)
+    finally:
+        for bar in bars.values():
+            bar.close()
     threshold = choose_threshold(model.decision_scores_, semi, contamination=args.contamination)
     counts = {"labels": int((semi != 0).sum()), "labeled_normal": int((semi == 1).sum()),
               "labeled_anomalous": int((semi == -1).sum())}  # fmt: skip
