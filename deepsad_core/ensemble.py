@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from deepsad_core.atomic import atomic_folder
-from deepsad_core.estimator import DeepSAD, _labels_from_scores
+from deepsad_core.estimator import DeepSAD, _is_int, _is_num, _labels_from_scores, check_params
 from deepsad_core.exceptions import NotFittedError
 from deepsad_core.training import ProgressCallback
 
@@ -57,6 +57,19 @@ _CONFIG_FILE, _MEMBERS_FILE, _REFERENCE_FILE, _SCORES_FILE = (
 )
 _PREQUENTIAL_FILE = "deepsad_prequential.npy"
 _TRUSTED_SKOPS_TYPES = ["sklearn.tree._tree.Tree"]  # what an IsolationForest needs beyond skops' defaults
+
+
+# One declarative table: parameter -> (check, what is allowed). Checked once, at the top of fit.
+_PARAM_RULES = {
+    "n_estimators": (lambda v: _is_int(v) and v > 0, "an int > 0"),
+    "n_neighbors": (lambda v: _is_int(v) and v > 0, "an int > 0"),
+    "max_reference": (lambda v: _is_int(v) and v > 1, "an int > 1"),
+    "pseudo_anomaly_share": (lambda v: _is_num(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
+    "weight_power": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "supervised_C": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "contamination": (lambda v: _is_num(v) and 0 < v < 0.5, "a number in (0, 0.5)"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+}
 
 
 def robust_scale(scores: np.ndarray) -> tuple[float, float]:
@@ -187,23 +200,7 @@ class DeepSADEnsemble(BaseEstimator):
     # --- checks ---------------------------------------------------------------------------------
 
     def _check_params(self) -> None:
-        rules = {
-            "n_estimators": (self.n_estimators, lambda v: isinstance(v, int) and v > 0, "an int > 0"),
-            "n_neighbors": (self.n_neighbors, lambda v: isinstance(v, int) and v > 0, "an int > 0"),
-            "max_reference": (self.max_reference, lambda v: isinstance(v, int) and v > 1, "an int > 1"),
-            "pseudo_anomaly_share": (self.pseudo_anomaly_share, lambda v: 0 <= v < 0.5, "a number in [0, 0.5)"),
-            "weight_power": (self.weight_power, lambda v: v > 0, "a number > 0"),
-            "supervised_C": (self.supervised_C, lambda v: v > 0, "a number > 0"),
-            "contamination": (self.contamination, lambda v: 0 < v < 0.5, "a number in (0, 0.5)"),
-            "seed": (self.seed, lambda v: isinstance(v, int) and v >= 0, "an int >= 0"),
-        }
-        for name, (value, ok, allowed) in rules.items():
-            try:
-                valid = bool(ok(value))
-            except TypeError:
-                valid = False
-            if not valid:
-                raise ValueError(f"{name} must be {allowed}; got {value!r}")
+        check_params(self, _PARAM_RULES)
         prior = dict(self.prior_weights)
         if set(prior) - {"iforest", "knn", "deepsad"} or any(w < 0 for w in prior.values()) or not sum(prior.values()):
             raise ValueError(

@@ -70,6 +70,18 @@ _PARAM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def check_params(estimator: BaseEstimator, rules: dict[str, tuple[Callable[[Any], bool], str]]) -> None:
+    """Check each parameter against its rule; the error names it, what is allowed and what was given."""
+    for name, (ok, allowed) in rules.items():
+        value = getattr(estimator, name)
+        try:
+            valid = ok(value)
+        except TypeError:
+            valid = False
+        if not valid:
+            raise ValueError(f"{name} must be {allowed}; got {value!r}")
+
+
 class DeepSAD(BaseEstimator):
     """Deep Semi-supervised Anomaly Detection (Ruff et al., ICLR 2020).
 
@@ -174,14 +186,7 @@ class DeepSAD(BaseEstimator):
     # --- checks ---------------------------------------------------------------------------------
 
     def _check_params(self) -> None:
-        for name, (ok, allowed) in _PARAM_RULES.items():
-            value = getattr(self, name)
-            try:
-                valid = ok(value)
-            except TypeError:
-                valid = False
-            if not valid:
-                raise ValueError(f"{name} must be {allowed}; got {value!r}")
+        check_params(self, _PARAM_RULES)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "net_"):

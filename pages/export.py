@@ -39,7 +39,7 @@ def render_threshold(project: Project) -> float:
 def render_download(project: Project, threshold: float) -> None:
     current = project.current_round()
     if st.button("Build the detector bundle", key="export.build"):
-        with st.spinner("Exporting to ONNX and TorchScript and checking their scores..."):
+        with st.spinner("Exporting the detector and checking its scores against the live model..."):
             try:
                 path = project.export(current.number, threshold={"value": threshold, "method": "chosen in the app",
                                                       "detail": "picked on the Export page"})  # fmt: skip
