@@ -232,13 +232,8 @@ class Hybrid:
 
 
 STRATEGIES = ("most_anomalous", "most_uncertain", "diverse", "random", "hybrid")
-# Diversity-led: half the queue is greedy k-centre in latent space, which covers the data and reaches
-# its outliers (Li et al., ICML 2023: diverse queries generalise best under small budgets); a fifth is
-# drawn at random, a fair sample of the data; a fifth is the top of the detector's scores and a tenth
-# its boundary, for the expert to see. Every hybrid fills its parts in this order, however its mix is
-# written, so the most anomalous part keeps the top scores. Simulated expert, 50 labels, default
-# round settings, seeds 0-11: see the README's labeling-loop benchmark. The previous mix, led by the
-# most anomalous (0.3/0.3/0.2/0.2), lost to random there on cardio and satellite (seeds 0-5).
+# Diversity-led, filled in this order whatever the order of a mix's keys (so the most anomalous part
+# keeps the top scores): why these shares, see docs/design.md.
 DEFAULT_MIX = {"most_anomalous": 0.2, "diverse": 0.5, "most_uncertain": 0.1, "random": 0.2}
 
 

@@ -28,13 +28,11 @@ DETECTORS = ("ensemble", "deepsad")
 class RoundConfig:
     """Settings of the labeling loop; sensible defaults for a CPU and a person waiting.
 
-    The first round pretrains and trains fully (``first_ae_epochs`` + ``first_epochs``) at 10x the
-    paper's learning rate: with few epochs it trains to a better detector (see the ODDS benchmark).
-    Later rounds warm-start from the previous model with the centre fixed (``epochs_per_round``) at
-    the paper's rate (``round_lr``): a labeled anomaly close to c has a loss gradient of order 1/d^2,
-    and at 1e-3 a handful of such labels swung the test AUC between rounds. With the simulated expert
-    labeling at random (50 labels, seeds 0-5), lr 1e-4 and 20 epochs instead of lr 1e-3 and 10 raised
-    the test AUC from 0.821 to 0.844 on cardio and from 0.809 to 0.829 on satellite.
+    ``detector`` is ``"ensemble"`` (Deep SAD fused with label-free and supervised members) or
+    ``"deepsad"`` (the paper's method alone). The first round pretrains and trains fully
+    (``first_ae_epochs`` + ``first_epochs``) at 10x the paper's learning rate; later rounds warm-start
+    from the previous model with the centre fixed (``epochs_per_round``) at the paper's rate
+    (``round_lr``). Why these values: docs/design.md.
     """
 
     detector: str = "ensemble"
