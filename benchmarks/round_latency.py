@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     table_out["target s"] = [5, 30]
     command = command_line("round_latency", argv)
     notes = [
-        "a round after the first: warm start (c fixed) with 20 labels, batch 128, then every sample scored and "
+        "a round after the first, with the default detector (the ensemble): warm start (c fixed) with 20 labels, "
+        "batch 128, then every sample scored and "
         "embedded, threshold from the labels, hybrid queue of 20; the map is not included",
         f"UMAP of {args.n:,} latents (MNIST LeNet, rep 32) after warm-up: {umap_seconds:.1f} s (target about 15 s); "
         f"the warm-up itself took {warm:.1f} s with numba's cache",
