@@ -29,5 +29,9 @@ class DataError(DeepSADError, ValueError):
     """Input data that cannot be used; the message names the file, column or row and the fix."""
 
 
+class ProjectNameError(DeepSADError, ValueError):
+    """A project name that makes no usable folder name."""
+
+
 class OutputExistsError(DeepSADError, FileExistsError):
     """An output path is taken: by something that is not ours (never touched), or by a bundle (needs ``force``)."""

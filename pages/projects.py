@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from deepsad_core.data import SUPPORTED_SUFFIXES
-from deepsad_core.exceptions import DeepSADError
+from deepsad_core.exceptions import DeepSADError, ProjectNameError
 from deepsad_core.query import DEFAULT_MIX
 from deepsad_core.studio import DETECTORS, Project
 from deepsad_core.studio.project import slugify
@@ -25,7 +25,7 @@ def create_and_start(name: str, source, **options) -> None:
     """Make the project, start round 0 in the background, go to labeling."""
     try:
         project = Project.create(workspace(), name, source, **options)
-    except FileExistsError as e:
+    except (FileExistsError, ProjectNameError) as e:
         st.error(str(e))
         return
     except DeepSADError as e:

@@ -120,3 +120,12 @@ def test_a_renamed_but_uncommitted_round_folder_is_replaced(project):
 def test_metadata_keeps_the_load_report(project):
     meta = json.loads(json.dumps(project.meta))
     assert meta["n_samples"] == 30 and meta["input_shape"] == [2]
+
+
+def test_a_name_without_usable_characters_is_refused_before_the_data_is_read(tmp_path):
+    from deepsad_core.exceptions import DeepSADError, ProjectNameError
+
+    with pytest.raises(ProjectNameError, match="no usable characters") as caught:
+        Project.create(tmp_path, "???", tmp_path / "not-read-yet.csv")
+    assert isinstance(caught.value, DeepSADError)  # the page shows DeepSADError messages, never a traceback
+    assert list(tmp_path.iterdir()) == []

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
-from deepsad_core.exceptions import DataError
+from deepsad_core.exceptions import DataError, ProjectNameError
 from deepsad_core.rounds import RoundConfig
 from deepsad_core.studio.store import LABELS, ProjectStore, now
 
@@ -40,7 +40,9 @@ def slugify(name: str) -> str:
     """A safe folder name from a project name."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")
     if not slug:
-        raise ValueError(f"project name {name!r} has no usable characters; use letters, digits, '-' or '_'")
+        raise ProjectNameError(
+            f"the project name {name!r} has no usable characters; use letters, digits, '-' or '_'"
+        )
     return slug[:80]
 
 
@@ -93,6 +95,7 @@ class Project:
     @classmethod
     def create(cls, workspace: str | os.PathLike, name: str, source: Any, **load_options: Any) -> Project:
         """Load ``source`` (see :func:`deepsad_core.data.load_dataset`) into a new project folder."""
+        slugify(name)  # a bad name is refused before the data is read
         dataset = source if isinstance(source, Dataset) else load_dataset(source, **load_options)
         return cls.from_dataset(workspace, name, dataset)
 
