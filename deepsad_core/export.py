@@ -1,9 +1,10 @@
-"""Writing a detector bundle: the network as ONNX and TorchScript, plus all it needs to score anywhere.
+"""Writing a detector bundle: the scoring graph as ONNX, plus all it needs to score anywhere.
 
 ```
 bundle/                       (or the same files in bundle.zip)
-  model.onnx                  input "input" -> outputs "score" (n,), "latent" (n, rep_dim)
-  model.torchscript.pt        the same network, TorchScript
+  model.onnx                  input "input" -> outputs "score" (n,), "latent" (n, rep_dim); for the
+                              ensemble the whole detector (forest, kNN, Deep SAD, supervised, fusion)
+  model.torchscript.pt        Deep SAD alone only: the same network, TorchScript
   manifest.json               preprocessor, centre c, threshold and how it was chosen, input schema,
                               training config, label counts, round, metrics, versions, parity check
   SHA256SUMS                  a checksum for every file above
@@ -11,8 +12,8 @@ bundle/                       (or the same files in bundle.zip)
 
 Loading (:mod:`deepsad_core.detector`) verifies the checksums and never unpickles. At export the
 ONNX and TorchScript scores on a sample of the data are compared with the live model; export fails
-when they differ by more than ``PARITY_RTOL`` relative to the score (floored at 1e-3 of the mean
-score, so float32 noise on scores near zero does not count).
+when they differ by more than ``PARITY_RTOL`` relative to the score, floored at the spread of the
+scores (:func:`parity_scale`), so float32 noise on scores near zero does not count.
 """
 
 from __future__ import annotations
@@ -205,6 +206,15 @@ def _with_iforest(graph: onnx.ModelProto, forest: Any, n_features: int) -> onnx.
     return model
 
 
+def parity_scale(live: np.ndarray) -> np.ndarray:
+    """What each score's difference is measured against: the score itself, floored at the spread of the
+    scores (their 1st to 99th percentile). Near the centre a score is a tiny difference of float32 numbers,
+    and its last-bit noise is not a disagreement; a wrong operator or a missing preprocessing step moves
+    scores by a fair part of their spread, and still fails."""
+    q01, q99 = np.quantile(live, [0.01, 0.99])
+    return np.maximum(np.abs(live), max(float(q99 - q01), 1e-12))
+
+
 def _parity(model: DeepSAD | DeepSADEnsemble, folder: Path, files: list[str], X_sample: np.ndarray) -> dict[str, Any]:
     """Max relative difference of the exported graphs' scores against the live model."""
     import onnxruntime as ort
@@ -219,9 +229,7 @@ def _parity(model: DeepSAD | DeepSADEnsemble, folder: Path, files: list[str], X_
             script = torch.jit.load(str(folder / TORCHSCRIPT_FILE))
         with torch.no_grad():
             diffs["torchscript"] = script(torch.as_tensor(X_sample, dtype=torch.float32))[0].numpy()
-    # relative to each score, floored at 1e-3 of the mean score: near the centre a score is a tiny
-    # difference of float32 numbers, and its last-bit noise is not a disagreement
-    scale = np.maximum(np.abs(live), 1e-3 * np.abs(live).mean() + 1e-12)
+    scale = parity_scale(live)
     result: dict[str, Any] = {"samples": len(X_sample), "tolerance": PARITY_RTOL}
     for backend, scores in diffs.items():
         result[f"{backend}_max_rel_diff"] = float(np.max(np.abs(scores - live) / scale))

@@ -149,3 +149,28 @@ def test_two_zip_exports_at_once_do_not_share_a_temporary_file(table_bundle, tmp
     assert done == [[outs[0]], [outs[0]]]
     assert _max_rel(load_detector(outs[0]).decision_function(df), model.decision_function(ds.X)) <= 1e-4
     assert [p.name for p in tmp_path.iterdir()] == ["same.zip"]
+
+
+def test_parity_tolerates_float32_noise_near_zero_and_catches_a_real_disagreement():
+    from deepsad_core.export import PARITY_RTOL, parity_scale
+
+    live = np.r_[np.zeros(5), np.linspace(0.5, 2.0, 95)]
+    noise = live + np.float32(1e-7)  # last-bit float32 noise, also on scores that are exactly 0
+    assert np.max(np.abs(noise - live) / parity_scale(live)) <= PARITY_RTOL
+    shifted = live * 1.001  # a wrong constant somewhere in the graph
+    assert np.max(np.abs(shifted - live) / parity_scale(live)) > PARITY_RTOL
+
+
+def test_an_exported_graph_that_scores_otherwise_is_refused(table_bundle, tmp_path, monkeypatch):
+    import deepsad_core.export as export
+
+    _, ds, model, _ = table_bundle
+
+    class MissingStep(export.ScoringNetwork):  # as if a preprocessing step were left out of the graph
+        def forward(self, x):
+            return super().forward(x * 0.98)
+
+    monkeypatch.setattr(export, "ScoringNetwork", MissingStep)
+    with pytest.raises(export.ExportError, match="disagrees with the live model"):
+        export_bundle(model, ds.preprocessor, tmp_path / "b.zip", X_sample=ds.X)
+    assert list(tmp_path.iterdir()) == []
