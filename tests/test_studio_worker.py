@@ -94,3 +94,25 @@ def test_a_failed_round_is_recorded_and_the_previous_stays_current(project, monk
     assert [r.status for r in rounds] == ["done", "failed"]
     assert "FloatingPointError" in rounds[1].row["error"] and (rounds[1].path / "error.txt").exists()
     assert project.current_round().number == 0
+
+
+def test_a_cancel_right_after_start_is_not_lost(project):
+    worker = RoundWorker(project)
+    assert worker.start(RoundConfig(first_ae_epochs=400, first_epochs=400, batch_size=16))
+    worker.cancel()  # before the thread has run a line of the round
+    final = worker.wait(60)
+    assert final.state == "cancelled" and project.current_round() is None
+
+
+def test_a_failure_while_setting_up_a_round_is_reported_not_left_running(project, monkeypatch):
+    worker = RoundWorker(project)
+
+    def broken(*args, **kwargs):
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(project, "semi_targets", broken)
+    status = worker.run(FAST)
+    assert status.state == "failed" and "database is locked" in status.message
+    assert worker.start(FAST)  # and in the background: the worker is free again afterwards
+    final = worker.wait(60)
+    assert final.state == "failed" and not worker.busy

@@ -99,7 +99,8 @@ class RoundWorker:
                 return False
             self._cancel.clear()
             self._status = RoundStatus(state="running", phase="starting", started=time.time())
-            self._thread = threading.Thread(target=self.run, args=(config,), name="deepsad-round", daemon=True)
+            # the flag was cleared above, under the lock: a cancel from now on is for this round
+            self._thread = threading.Thread(target=self._run, args=(config,), name="deepsad-round", daemon=True)
             self._thread.start()
         return True
 
@@ -115,14 +116,18 @@ class RoundWorker:
 
     def run(self, config: RoundConfig | None = None) -> RoundStatus:
         """Run one round now, in this thread; returns the final status. Never raises for a bad round."""
+        self._cancel.clear()  # a cancel left from an earlier round is not for this one
+        return self._run(config)
+
+    def _run(self, config: RoundConfig | None) -> RoundStatus:
         project = self.project
-        config = config or project.round_config()
-        number = project.next_round_number()
         started_at, t0 = now(), time.perf_counter()
-        self._cancel.clear()
-        self._set(state="running", round_number=number, phase="starting", started=time.time(), message="")
-        semi = project.semi_targets()
-        try:
+        number = semi = None
+        try:  # everything, setup included: a round that fails anywhere is reported, never left "running"
+            config = config or project.round_config()
+            number = project.next_round_number()
+            self._set(state="running", round_number=number, phase="starting", started=time.time(), message="")
+            semi = project.semi_targets()
             X = np.asarray(project.X)
             previous = project.current_round()
             model = load_model(previous.path / "model") if previous is not None else None
@@ -185,6 +190,10 @@ class RoundWorker:
         }
 
     def _record_failure(self, number, status, detail, started_at, t0, semi, config, trace="") -> None:
+        if number is None or semi is None or config is None:  # failed before the round existed: report only
+            self._set(state=status, phase="", message=detail)
+            return
+
         def write(folder: Path) -> None:
             (folder / "error.txt").write_text(f"{detail}\n\n{trace}")
 
