@@ -124,11 +124,13 @@ def render_settings(project: Project) -> None:
         if st.form_submit_button("Save settings"):
             if sum(mix.values()) <= 0:
                 mix = dict(DEFAULT_MIX)
-            project.update_round_config(
+            form = dict(
                 detector=detector, net=net, eta=eta, lr=lr, round_lr=round_lr, first_epochs=int(first),
                 epochs_per_round=int(per_round), batch_size=int(batch), queue_size=int(queue_size),
                 contamination=contamination, mix=mix,
             )  # fmt: skip
+            # only what this form changed: another tab's changes to other settings are kept
+            project.update_round_config(**{k: v for k, v in form.items() if getattr(config, k) != v})
             st.success("Saved; the next round uses them.")
 
 

@@ -129,3 +129,35 @@ def test_a_name_without_usable_characters_is_refused_before_the_data_is_read(tmp
         Project.create(tmp_path, "???", tmp_path / "not-read-yet.csv")
     assert isinstance(caught.value, DeepSADError)  # the page shows DeepSADError messages, never a traceback
     assert list(tmp_path.iterdir()) == []
+
+
+def test_settings_changed_from_two_places_keep_both_changes(tmp_path):
+    project = Project.create(tmp_path, "settings", "sample_data/breast_cancer.csv")
+    other = Project.open(project.path)  # another tab, another process
+    project.update_round_config(eta=5.0)
+    other.update_round_config(queue_size=7)
+    config = project.round_config()
+    assert (config.eta, config.queue_size, config.detector) == (5.0, 7, "ensemble")
+    with pytest.raises(ValueError, match="unknown round settings"):
+        project.update_round_config(nonsense=1)
+    assert project.round_config() == config  # a refused change writes nothing
+
+
+def test_settings_written_at_once_from_two_threads_lose_nothing(tmp_path):
+    import threading
+
+    project = Project.create(tmp_path, "race", "sample_data/breast_cancer.csv")
+
+    def change(field, values):
+        tab = Project.open(project.path)
+        for v in values:
+            tab.update_round_config(**{field: v})
+
+    writers = [threading.Thread(target=change, args=("queue_size", range(2, 42))),
+               threading.Thread(target=change, args=("first_epochs", range(1, 41)))]  # fmt: skip
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    config = project.round_config()
+    assert (config.queue_size, config.first_epochs) == (41, 40)

@@ -40,9 +40,7 @@ def slugify(name: str) -> str:
     """A safe folder name from a project name."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name.strip()).strip("-.")
     if not slug:
-        raise ProjectNameError(
-            f"the project name {name!r} has no usable characters; use letters, digits, '-' or '_'"
-        )
+        raise ProjectNameError(f"the project name {name!r} has no usable characters; use letters, digits, '-' or '_'")
     return slug[:80]
 
 
@@ -238,9 +236,12 @@ class Project:
         return RoundConfig.from_dict({**RoundConfig().to_dict(), **self.store.settings().get("round", {})})
 
     def update_round_config(self, **changes: Any) -> RoundConfig:
-        config = RoundConfig.from_dict({**self.round_config().to_dict(), **changes})
-        self.store.update_settings({"round": config.to_dict()})
-        return config
+        """Change some settings, in one transaction: another tab's changes to other fields are kept."""
+
+        def check(merged: dict) -> dict:
+            return RoundConfig.from_dict({**RoundConfig().to_dict(), **merged}).to_dict()
+
+        return RoundConfig.from_dict(self.store.merge_setting("round", changes, check))
 
     def rounds(self) -> list[RoundView]:
         return [RoundView(r["number"], self.round_path(r["number"]), r) for r in self.store.rounds()]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,6 +120,15 @@ class ProjectStore:
             db.executemany(
                 "INSERT OR REPLACE INTO settings VALUES (?, ?)", [(k, json.dumps(v)) for k, v in values.items()]
             )
+
+    def merge_setting(self, key: str, changes: dict[str, Any], check: Callable[[dict], dict] = dict) -> dict:
+        """Apply ``changes`` to the dict stored under ``key`` in one transaction, so that two writers
+        changing different fields keep both; ``check`` validates the merged dict (and may raise)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+            merged = check({**(json.loads(row[0]) if row else {}), **changes})
+            db.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (key, json.dumps(merged)))
+        return merged
 
     # --- samples ----------------------------------------------------------------------------------
 
