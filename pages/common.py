@@ -34,6 +34,11 @@ def workspace() -> Path:
     return Path(os.environ.get("DEEPSAD_WORKSPACE", Path.home() / "deepsad-workspace")).expanduser()
 
 
+def remember_action(action: str) -> None:
+    """Keep a label action's id, so that Undo in this session takes back only its own labels."""
+    st.session_state["actions"] = [*st.session_state["actions"], action][-500:]
+
+
 def init_state() -> None:
     # With a pages/ folder beside app.py, Streamlit serves the very first request after start-up the
     # old way (pages/ as the page list, app.py skipped) when that request opens a page's URL directly.
@@ -46,6 +51,7 @@ def init_state() -> None:
     # The sidebar's name field is a widget on every page; Streamlit drops a widget's value when the
     # page changes, and the field then came up empty on the next page. Re-assigning keeps it.
     st.session_state["annotator"] = st.session_state["annotator"]
+    st.session_state.setdefault("actions", [])  # ids of the label actions this browser session made
     st.session_state.setdefault("label.skipped", set())
     st.session_state.setdefault("label.show_all", False)
     st.session_state.setdefault("round.seen_state", None)

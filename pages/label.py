@@ -10,6 +10,7 @@ from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 from pages.common import (
     project_page,
+    remember_action,
     round_progress,
     standout_values,
     thumbnail,
@@ -41,8 +42,21 @@ def pending_queue(current, labels: dict[int, str]) -> list[dict]:
 def give_label(project: Project, indices: list[int], label: str) -> None:
     start = time.perf_counter()
     current = project.current_round()
-    project.label(indices, label, st.session_state["annotator"], current.number if current else None)
+    action = project.label(indices, label, st.session_state["annotator"], current.number if current else None)
+    remember_action(action)
     st.session_state["label.last_ms"] = (time.perf_counter() - start) * 1000
+
+
+def mark_rest_normal(project: Project, indices: list[int]) -> None:
+    """Label the section's samples normal, those still unlabeled when it commits; say how many were not."""
+    current = project.current_round()
+    round_number = current.number if current else None
+    action, applied = project.label_unlabeled(indices, "normal", st.session_state["annotator"], round_number)
+    remember_action(action)
+    if len(applied) < len(indices):
+        st.session_state["label.undo_message"] = (
+            f"Marked {len(applied)} normal; {len(indices) - len(applied)} had been labeled meanwhile and were kept."
+        )
 
 
 def skip(round_number: int, index: int) -> None:
@@ -50,7 +64,8 @@ def skip(round_number: int, index: int) -> None:
 
 
 def undo(project: Project) -> None:
-    undone = project.undo(st.session_state["annotator"])
+    # this browser session's own actions only: another tab under the same name keeps its labels
+    undone = project.undo(st.session_state["annotator"], st.session_state.get("actions", []))
     st.session_state["label.undo_message"] = (
         f"Undid the label of {len(undone)} sample(s)." if undone else "Nothing to undo."
     )
@@ -102,8 +117,8 @@ def render_section(project: Project, strategy: str, items: list[dict]) -> None:
     st.button(
         f"Mark the rest of '{title}' normal ({len(items)})",
         key=f"label.rest.{strategy}",
-        on_click=give_label,
-        args=(project, [q["index"] for q in items], "normal"),
+        on_click=mark_rest_normal,
+        args=(project, [q["index"] for q in items]),
     )
 
 

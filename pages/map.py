@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from deepsad_core.studio import Project
-from pages.common import project_page, round_progress, text_sketch, thumbnail, worker_for
+from pages.common import project_page, remember_action, round_progress, text_sketch, thumbnail, worker_for
 
 COLOR_BY = ("score", "label", "queue", "truth")
 MAX_HOVER_SKETCHES = 5_000  # each sketch is a few hundred characters sent with the figure
@@ -104,9 +104,16 @@ def render_selection(project: Project, frame: pd.DataFrame, selected: list[int])
                 st.warning("Tick the confirmation first.")
             else:
                 current = project.current_round()
-                project.label(selected, label, st.session_state["annotator"], current.number)
+                action, applied = project.label_unlabeled(
+                    selected, label, st.session_state["annotator"], current.number
+                )
+                remember_action(action)
                 st.session_state["map.selection"] = []
-                st.success(f"Labeled {len(selected)} sample(s) {label}.")
+                kept = len(selected) - len(applied)
+                st.success(
+                    f"Labeled {len(applied)} sample(s) {label}."
+                    + (f" {kept} already had a label and kept it (relabel them one by one)." if kept else "")
+                )
 
 
 def sample_index(point: dict) -> int:

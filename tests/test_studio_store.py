@@ -74,7 +74,7 @@ def _write_forever(db_path: str, ack_fd: int) -> None:
     store = ProjectStore(db_path)
     i = 0
     while True:
-        action = store.add_labels([i % 20], "anomalous" if i % 3 else "normal", f"writer-{os.getpid()}")
+        action, _ = store.add_labels([i % 20], "anomalous" if i % 3 else "normal", f"writer-{os.getpid()}")
         os.write(ack_fd, f"{action}\n".encode())  # acknowledged only after the commit returned
         i += 1
 
@@ -115,3 +115,19 @@ def test_two_processes_writing_at_once_lose_nothing(store):
     events = store.label_events()
     assert len(events) == 1000
     assert sum(e["annotator"] == "a" for e in events) == 500
+
+
+def test_bulk_labels_skip_samples_labeled_since_the_page_was_drawn(store):
+    store.add_labels([3], "anomalous", "other tab")  # given after this tab drew its list
+    _, applied = store.add_labels([1, 2, 3, 4], "normal", "ann", only_unlabeled=True)
+    assert applied == [1, 2, 4]
+    assert store.current_labels() == {1: "normal", 2: "normal", 3: "anomalous", 4: "normal"}
+    assert store.add_labels([1, 2], "normal", "ann", only_unlabeled=True)[1] == []
+
+
+def test_undo_takes_back_only_the_sessions_own_actions(store):
+    mine, _ = store.add_labels([1], "normal", "expert")
+    store.add_labels([2], "anomalous", "expert")  # another tab, same default name
+    assert store.undo_last("expert", actions=[mine]) == [1]
+    assert store.current_labels() == {2: "anomalous"}
+    assert store.undo_last("expert", actions=[mine]) == []  # nothing of this session's is left to undo

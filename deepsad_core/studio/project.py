@@ -205,12 +205,23 @@ class Project:
     def label(
         self, sample_idx: int | list[int], label: str | None, annotator: str = "expert", round_number: int | None = None
     ) -> str:
-        """Record a label (``"normal"``/``"anomalous"``, or ``None`` to take it away); durable on return."""
-        idx = [sample_idx] if isinstance(sample_idx, (int, np.integer)) else list(sample_idx)
-        return self.store.add_labels(idx, label, annotator, round_number)
+        """Record a label (``"normal"``/``"anomalous"``, or ``None`` to take it away); durable on return.
 
-    def undo(self, annotator: str = "expert") -> list[int]:
-        return self.store.undo_last(annotator)
+        Returns the action's id (what :meth:`undo` takes back)."""
+        idx = [sample_idx] if isinstance(sample_idx, (int, np.integer)) else list(sample_idx)
+        return self.store.add_labels(idx, label, annotator, round_number)[0]
+
+    def label_unlabeled(
+        self, sample_idx: list[int], label: str, annotator: str = "expert", round_number: int | None = None
+    ) -> tuple[str, list[int]]:
+        """Label those of ``sample_idx`` that are still unlabeled when the labels are committed (bulk labels:
+        another tab may have labeled some since the page was drawn). Returns the action id and the samples
+        labeled."""
+        return self.store.add_labels(sample_idx, label, annotator, round_number, only_unlabeled=True)
+
+    def undo(self, annotator: str = "expert", actions: list[str] | None = None) -> list[int]:
+        """Take back the latest action of ``annotator`` (among ``actions``, a session's own, when given)."""
+        return self.store.undo_last(annotator, actions)
 
     def labels(self) -> dict[int, str]:
         return self.store.current_labels()

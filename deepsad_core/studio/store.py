@@ -63,6 +63,15 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+def _labeled_now(db: sqlite3.Connection) -> dict[int, str]:
+    rows = db.execute(
+        "SELECT e.sample_idx, e.label FROM label_events e "
+        "JOIN (SELECT MAX(id) AS id FROM label_events GROUP BY sample_idx) last ON e.id = last.id "
+        "WHERE e.label IS NOT NULL"
+    )
+    return dict(rows.fetchall())
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -157,11 +166,19 @@ class ProjectStore:
     # --- labels -----------------------------------------------------------------------------------
 
     def add_labels(
-        self, sample_idx: Sequence[int], label: str | None, annotator: str, round_number: int | None = None
-    ) -> str:
-        """Record one action labelling ``sample_idx`` (``label=None`` takes labels away); returns its id.
+        self,
+        sample_idx: Sequence[int],
+        label: str | None,
+        annotator: str,
+        round_number: int | None = None,
+        *,
+        only_unlabeled: bool = False,
+    ) -> tuple[str, list[int]]:
+        """Record one action labelling ``sample_idx`` (``label=None`` takes labels away).
 
-        Returns only after the events are committed to disk.
+        With ``only_unlabeled`` the samples that hold a label when the transaction commits are left as
+        they are (another tab may have labeled them since the page was drawn). Returns the action's id
+        and the samples it labeled, only after the events are committed to disk.
         """
         if label not in (*LABELS, None):
             raise ValueError(f"label must be one of {LABELS} or None; got {label!r}")
@@ -174,25 +191,30 @@ class ProjectStore:
             bad = [i for i in idx if not 0 <= i < n]
             if bad:
                 raise ValueError(f"sample index {bad[0]} does not exist (the project has {n} samples)")
+            if only_unlabeled:
+                taken = set(_labeled_now(db))
+                idx = [i for i in idx if i not in taken]
             db.executemany(
                 "INSERT INTO label_events (sample_idx, label, annotator, created_at, round, action) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(i, label, annotator, stamp, round_number, action) for i in idx],
             )
-        return action
+        return action, idx
 
-    def undo_last(self, annotator: str) -> list[int]:
+    def undo_last(self, annotator: str, actions: Sequence[str] | None = None) -> list[int]:
         """Undo ``annotator``'s latest action that is not undone yet; returns the samples it touched.
 
-        The undo is itself an action of new events, each restoring the sample's label from just before
-        the undone event.
+        With ``actions`` (the ids one browser session recorded) only those are candidates, so a tab
+        never undoes another tab's labels under the same name. The undo is itself an action of new
+        events, each restoring the sample's label from just before the undone event.
         """
+        only = "" if actions is None else f"AND action IN ({','.join('?' * len(actions))}) "
         with self.transaction() as db:
             row = db.execute(
                 "SELECT action FROM label_events WHERE annotator = ? AND undoes IS NULL "
                 "AND id NOT IN (SELECT undoes FROM label_events WHERE undoes IS NOT NULL) "
-                "ORDER BY id DESC LIMIT 1",
-                (annotator,),
+                f"{only}ORDER BY id DESC LIMIT 1",
+                (annotator, *(actions or ())),
             ).fetchone()
             if row is None:
                 return []
@@ -215,12 +237,7 @@ class ProjectStore:
     def current_labels(self) -> dict[int, str]:
         """``{sample index: 'normal' | 'anomalous'}`` from each sample's latest event."""
         with self.connect() as db:
-            rows = db.execute(
-                "SELECT e.sample_idx, e.label FROM label_events e "
-                "JOIN (SELECT MAX(id) AS id FROM label_events GROUP BY sample_idx) last ON e.id = last.id "
-                "WHERE e.label IS NOT NULL"
-            )
-            return dict(rows.fetchall())
+            return _labeled_now(db)
 
     def label_events(self) -> list[dict[str, Any]]:
         with self.connect() as db:
