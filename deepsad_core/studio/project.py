@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepsad_core.atomic import atomic_folder
 from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
 from deepsad_core.exceptions import DataError, ProjectNameError
 from deepsad_core.rounds import RoundConfig
@@ -105,8 +105,7 @@ class Project:
         if path.exists():
             raise FileExistsError(f"a project named '{path.name}' already exists in {workspace}; choose another name")
         # build the whole project under a temporary name: a crash leaves no half-made project behind
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=workspace))
-        try:
+        with atomic_folder(path, replace=False) as tmp:
             data = tmp / _DATA
             data.mkdir()
             np.save(data / "X.npy", dataset.X)
@@ -130,10 +129,6 @@ class Project:
                     "report": dataset.report.lines(),
                 }
             )
-            os.replace(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return cls(path)
 
     @classmethod
@@ -323,15 +318,10 @@ class Project:
         final = self.round_path(number)
         if number in {r["number"] for r in self.store.rounds()}:
             raise FileExistsError(f"round {number} already exists in {self.path}")
-        if final.exists():  # renamed but never committed: left by a crash, not a round
-            shutil.rmtree(final)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{number:04d}.", dir=self.rounds_dir))
-        try:
+        # a folder already at ``final`` was renamed but never committed (a crash): it is replaced;
+        # the files are flushed to disk before the rename, and the rename before the row
+        with atomic_folder(final) as tmp:
             write(tmp)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.store.add_round({**row, "number": number})
         return final
 
