@@ -86,13 +86,16 @@ def _add_export(commands) -> None:
     p.add_argument("--round", type=int, default=None, dest="round_number", help="round number (default: current)")
     p.add_argument("--out", required=True, help="bundle path: a folder, or a name ending in .zip")
     p.add_argument("--force", action="store_true", help="replace a bundle already at --out (nothing else is)")
+    p.add_argument("--sign-key", help="a key file: sign the bundle (HMAC-SHA256 of its checksums)")
     p.set_defaults(run=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    from deepsad_core.bundle_format import read_key
     from deepsad_core.studio import Project
 
-    path = Project.open(args.project).export(args.round_number, out=args.out, force=args.force)
+    key = read_key(args.sign_key) if args.sign_key else None
+    path = Project.open(args.project).export(args.round_number, out=args.out, force=args.force, sign_key=key)
     print(f"wrote {path}")
     return 0
 
@@ -107,7 +110,9 @@ def _add_score(commands) -> None:
     p.add_argument("bundle", help="bundle folder or .zip")
     p.add_argument("input", help="file or folder to score")
     p.add_argument("--out", required=True, help="scores.csv or scores.parquet: id, score, anomaly (1/0)")
-    p.add_argument("--backend", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--backend", choices=["onnx", "torchscript"], default="onnx",
+                   help="torchscript runs code stored in the bundle: only for bundles you trust")  # fmt: skip
+    p.add_argument("--verify-key", help="a key file: refuse the bundle unless it is signed with this key")
     p.add_argument("--batch-rows", type=int, default=100_000, help="rows per streamed batch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_score)
@@ -117,7 +122,7 @@ def _run_score(args: argparse.Namespace) -> int:
     from deepsad_core.detector import load_detector
     from deepsad_core.scoring import score_to_file
 
-    detector = load_detector(args.bundle, args.backend)
+    detector = load_detector(args.bundle, args.backend, verify_key=args.verify_key)
     n = score_to_file(detector, args.input, args.out, batch_rows=args.batch_rows, progress=not args.quiet)
     print(f"scored {n} samples -> {args.out}")
     return 0
@@ -137,6 +142,7 @@ def _add_train(commands) -> None:
     p.add_argument("--contamination", type=float, default=0.05, help="flagged share when labels cannot set it")
     p.add_argument("--out", required=True, help="bundle path: a folder, or a name ending in .zip")
     p.add_argument("--force", action="store_true", help="replace a bundle already at --out (nothing else is)")
+    p.add_argument("--sign-key", help="a key file: sign the bundle (HMAC-SHA256 of its checksums)")
     p.set_defaults(run=_run_train)
 
 
@@ -144,12 +150,14 @@ def _run_train(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from deepsad_core.bundle_format import read_key
     from deepsad_core.data import load_dataset
     from deepsad_core.export import check_output, export_bundle
     from deepsad_core.rounds import RoundConfig
     from deepsad_core.threshold import choose_threshold
 
-    check_output(args.out, args.force)  # before training, so a taken path costs no minutes
+    check_output(args.out, args.force)  # before training, so a taken path or a bad key costs no minutes
+    key = read_key(args.sign_key) if args.sign_key else None
     dataset = load_dataset(args.input, id_column=args.id_column)
     semi = _semi_targets_from_labels(args.labels, dataset.ids) if args.labels else np.zeros(len(dataset), int)
     config = RoundConfig(first_epochs=args.epochs, first_ae_epochs=args.ae_epochs, pretrain=args.ae_epochs > 0)
@@ -172,7 +180,7 @@ def _run_train(args: argparse.Namespace) -> int:
     paths = export_bundle(
         model, dataset.preprocessor, args.out, X_sample=dataset.X[:1000], threshold=threshold.to_dict(),
         info={"training_config": config.to_dict(), "label_counts": counts, "source": dataset.source_name},
-        force=args.force,
+        force=args.force, sign_key=key,
     )  # fmt: skip
     print(f"wrote {args.out} ({len(paths)} file(s)); threshold {threshold.value:.4g} ({threshold.method})")
     return 0
@@ -203,6 +211,7 @@ def _semi_targets_from_labels(path: str, ids):
 def _add_info(commands) -> None:
     p = commands.add_parser("info", help="describe a bundle", description="Verify a bundle and print its manifest.")
     p.add_argument("bundle", help="bundle folder or .zip")
+    p.add_argument("--verify-key", help="a key file: refuse the bundle unless it is signed with this key")
     p.set_defaults(run=_run_info)
 
 
@@ -211,7 +220,7 @@ def _run_info(args: argparse.Namespace) -> int:
 
     from deepsad_core.detector import load_detector
 
-    info = load_detector(args.bundle).info()
+    info = load_detector(args.bundle, verify_key=args.verify_key).info()
     print(json.dumps(info, indent=2))
     return 0
 

@@ -19,6 +19,18 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from deepsad_core.bundle_format import (
+    BUNDLE_FILES,
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    SIGNATURE_FILE,
+    SUMS_FILE,
+    TORCHSCRIPT_FILE,
+    read_key,
+    signature_matches,
+)
 from deepsad_core.data.images import IMAGE_SUFFIXES
 from deepsad_core.data.loader import read_any_table
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor, preprocessor_from_dict
@@ -26,9 +38,8 @@ from deepsad_core.exceptions import DataError, DeepSADError
 
 __all__ = ["BundleError", "Detector", "load_detector"]
 
-_FORMAT, _VERSION = "deepsad-bundle", 1
-_FILES = ("model.onnx", "model.torchscript.pt", "manifest.json")
-_REQUIRED = ("model.onnx", "manifest.json")  # an ensemble's bundle has no TorchScript model
+_FILES = (ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE)
+_REQUIRED = (ONNX_FILE, MANIFEST_FILE)  # an ensemble's bundle has no TorchScript model
 _SCORE_BATCH = 65536
 
 
@@ -38,25 +49,32 @@ class BundleError(DeepSADError, ValueError):
 
 def _read_bundle(path: Path) -> dict[str, bytes]:
     if path.is_dir():
-        names = [n for n in (*_FILES, "SHA256SUMS") if (path / n).is_file()]
+        names = [n for n in BUNDLE_FILES if (path / n).is_file()]
         return {n: (path / n).read_bytes() for n in names}
     if not path.exists():
         raise BundleError(f"{path} does not exist")
     try:
         with zipfile.ZipFile(path) as zf:
-            wanted = set((*_FILES, "SHA256SUMS"))
+            wanted = set(BUNDLE_FILES)
             return {i.filename: zf.read(i) for i in zf.infolist() if i.filename in wanted and i.file_size < 2**31}
     except zipfile.BadZipFile:
         raise BundleError(f"{path} is neither a bundle folder nor a bundle .zip") from None
 
 
-def _verify(files: dict[str, bytes], path: Path) -> dict[str, Any]:
+def _verify(files: dict[str, bytes], path: Path, verify_key: bytes | None = None) -> dict[str, Any]:
     import hashlib
 
-    if "SHA256SUMS" not in files or "manifest.json" not in files:
-        raise BundleError(f"{path} is not a DeepSAD Studio bundle (no manifest.json or SHA256SUMS)")
+    if SUMS_FILE not in files or MANIFEST_FILE not in files:
+        raise BundleError(f"{path} is not a DeepSAD Studio bundle (no {MANIFEST_FILE} or {SUMS_FILE})")
+    if verify_key is not None:
+        if SIGNATURE_FILE not in files:
+            raise BundleError(f"{path} is not signed, and a key to verify it was given: refused")
+        if not signature_matches(files[SUMS_FILE], files[SIGNATURE_FILE], verify_key):
+            raise BundleError(
+                f"{path}: the signature does not match this key: the bundle was changed, or signed with another key"
+            )
     expected = {}
-    for line in files["SHA256SUMS"].decode("utf-8", "replace").splitlines():
+    for line in files[SUMS_FILE].decode("utf-8", "replace").splitlines():
         digest, _, name = line.partition("  ")
         expected[name.strip()] = digest.strip()
     for name in _FILES:
@@ -65,13 +83,13 @@ def _verify(files: dict[str, bytes], path: Path) -> dict[str, Any]:
         if name in files and hashlib.sha256(files[name]).hexdigest() != expected.get(name):
             raise BundleError(f"{path} was modified after export: the checksum of {name} does not match")
     try:
-        manifest = json.loads(files["manifest.json"])
+        manifest = json.loads(files[MANIFEST_FILE])
     except json.JSONDecodeError as e:
         raise BundleError(f"{path}: manifest.json is not valid JSON ({e})") from None
-    if manifest.get("format") != _FORMAT or manifest.get("format_version") != _VERSION:
+    if manifest.get("format") != BUNDLE_FORMAT or manifest.get("format_version") != BUNDLE_VERSION:
         raise BundleError(
             f"{path} holds format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
-            f"this version of deepsad_core reads {_FORMAT!r} version {_VERSION}"
+            f"this version of deepsad_core reads {BUNDLE_FORMAT!r} version {BUNDLE_VERSION}"
         )
     return manifest
 
@@ -92,7 +110,7 @@ class Detector:
         self.center_ = np.asarray(manifest["center"], dtype=np.float32)
         self.input_shape_ = tuple(manifest["input"]["model_input"])
         self._batch = int(manifest.get("score_batch", _SCORE_BATCH))
-        if backend == "torchscript" and "model.torchscript.pt" not in files:
+        if backend == "torchscript" and TORCHSCRIPT_FILE not in files:
             raise BundleError(
                 f"this bundle holds no TorchScript model ({manifest.get('detector', {}).get('kind', 'its')} detector "
                 "exports to ONNX only); use backend='onnx'"
@@ -102,13 +120,13 @@ class Detector:
 
             options = ort.SessionOptions()
             options.log_severity_level = 3
-            self._session = ort.InferenceSession(files["model.onnx"], options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(files[ONNX_FILE], options, providers=["CPUExecutionProvider"])
         elif backend == "torchscript":
             import torch
 
             with warnings.catch_warnings():  # TorchScript is deprecated upstream, and still what loads anywhere
                 warnings.simplefilter("ignore", FutureWarning)
-                self._module = torch.jit.load(io.BytesIO(files["model.torchscript.pt"]), map_location="cpu").eval()
+                self._module = torch.jit.load(io.BytesIO(files[TORCHSCRIPT_FILE]), map_location="cpu").eval()
         else:
             raise ValueError(f"backend must be 'onnx' or 'torchscript'; got {backend!r}")
 
@@ -198,8 +216,14 @@ class Detector:
         return {k: v for k, v in self.manifest.items() if k not in ("preprocessor", "center")}
 
 
-def load_detector(path: str | Path, backend: str = "onnx") -> Detector:
-    """Load a bundle folder or ``.zip`` after verifying every file's checksum; never unpickles."""
+def load_detector(path: str | Path, backend: str = "onnx", verify_key: bytes | str | Path | None = None) -> Detector:
+    """Load a bundle folder or ``.zip`` after verifying every file's checksum; never unpickles.
+
+    With ``verify_key`` (the key's bytes, or a key file's path) the bundle must also carry a
+    ``SIGNATURE`` made with that key: checksums alone catch corruption, a signature catches tampering.
+    The ``"torchscript"`` backend runs code stored in the file; use it only for bundles you trust.
+    """
     path = Path(path)
+    key = verify_key if verify_key is None or isinstance(verify_key, bytes) else read_key(verify_key)
     files = _read_bundle(path)
-    return Detector(_verify(files, path), files, backend)
+    return Detector(_verify(files, path, key), files, backend)

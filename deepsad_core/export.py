@@ -38,6 +38,17 @@ from torch import nn
 
 import deepsad_core
 from deepsad_core.atomic import atomic_folder
+from deepsad_core.bundle_format import (
+    BUNDLE_FILES,
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    SIGNATURE_FILE,
+    SUMS_FILE,
+    TORCHSCRIPT_FILE,
+    sign,
+)
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor
 from deepsad_core.ensemble import MEMBERS, DeepSADEnsemble, knn_sq_distances
 from deepsad_core.estimator import DeepSAD
@@ -45,17 +56,8 @@ from deepsad_core.exceptions import DeepSADError, OutputExistsError
 
 __all__ = ["BUNDLE_FORMAT", "PARITY_RTOL", "BundleFormat", "ExportError", "check_output", "export_bundle", "is_bundle"]
 
-BUNDLE_FORMAT = "deepsad-bundle"
-BUNDLE_VERSION = 1
 PARITY_RTOL = 1e-4
 ONNX_OPSET = 17
-ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE, SUMS_FILE = (
-    "model.onnx",
-    "model.torchscript.pt",
-    "manifest.json",
-    "SHA256SUMS",
-)
-_BUNDLE_FILES = (ONNX_FILE, TORCHSCRIPT_FILE, MANIFEST_FILE, SUMS_FILE)
 _EXPORTER_LOCK = threading.Lock()  # torch's ONNX exporter keeps global state: one export at a time per process
 
 
@@ -262,6 +264,7 @@ def export_bundle(
     info: dict[str, Any] | None = None,
     fmt: BundleFormat | str | None = None,
     force: bool = False,
+    sign_key: bytes | None = None,
 ) -> list[Path]:
     """Write the bundle for ``model`` to ``out`` (a folder, or a ``.zip``); returns the paths written.
 
@@ -269,7 +272,9 @@ def export_bundle(
     ``threshold`` is ``{"value", "method", "detail"}`` (default: the model's ``threshold_``); ``info``
     adds round, training config, label counts and metrics to the manifest. An existing ``out`` is
     replaced only when it is a bundle and ``force`` is set; anything else there raises
-    :class:`~deepsad_core.exceptions.OutputExistsError` and is left as it was.
+    :class:`~deepsad_core.exceptions.OutputExistsError` and is left as it was. With ``sign_key`` the
+    bundle gets a ``SIGNATURE``: an HMAC-SHA256 of its checksums that ``load_detector(...,
+    verify_key=...)`` checks.
     """
     out = Path(out)
     fmt = BundleFormat(fmt or (BundleFormat.ZIP if out.suffix.lower() == ".zip" else BundleFormat.FOLDER))
@@ -306,6 +311,9 @@ def export_bundle(
         files.append(MANIFEST_FILE)
         (work / SUMS_FILE).write_text("".join(f"{sha256((work / n).read_bytes())}  {n}\n" for n in files))
         files.append(SUMS_FILE)
+        if sign_key is not None:
+            (work / SIGNATURE_FILE).write_text(sign((work / SUMS_FILE).read_bytes(), sign_key) + "\n")
+            files.append(SIGNATURE_FILE)
         if fmt is BundleFormat.ZIP:
             _write_zip(work, files, out, force)
             return [out]
@@ -358,12 +366,12 @@ def is_bundle(path: Path) -> bool:
     try:
         if path.is_dir():
             names = {p.name for p in path.iterdir()}
-            if not names or not names <= set(_BUNDLE_FILES):
+            if not names or not names <= set(BUNDLE_FILES):
                 return False
             manifest = json.loads((path / MANIFEST_FILE).read_text())
         elif zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
-                if not set(zf.namelist()) <= set(_BUNDLE_FILES):
+                if not set(zf.namelist()) <= set(BUNDLE_FILES):
                     return False
                 manifest = json.loads(zf.read(MANIFEST_FILE))
         else:

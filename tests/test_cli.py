@@ -85,6 +85,23 @@ def test_train_refuses_a_folder_of_the_users_and_replaces_a_bundle_only_with_for
     assert out.read_bytes() != bundle.read_bytes()
 
 
+def test_sign_at_train_and_verify_at_score_and_info(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("5f2b8c0e1d7a4b3c9e6f0a1b2c3d4e5f\n")
+    out = tmp_path / "signed.zip"
+    deepsad("train", ROOT_CSV, "--epochs", "1", "--ae-epochs", "0", "--out", out, "--sign-key", key)
+    deepsad("info", out, "--verify-key", key)
+    deepsad("score", out, ROOT_CSV, "--out", tmp_path / "s.csv", "--quiet", "--verify-key", key)
+    other = tmp_path / "other-key"
+    other.write_text("another key of enough length here")
+    result = deepsad("score", out, ROOT_CSV, "--out", tmp_path / "t.csv", "--quiet", "--verify-key", other, ok=False)
+    assert result.returncode == 1 and "signature does not match" in result.stderr and "Traceback" not in result.stderr
+    short = tmp_path / "short"
+    short.write_text("abc")
+    result = deepsad("info", out, "--verify-key", short, ok=False)
+    assert result.returncode == 1 and "at least 16" in result.stderr
+
+
 @pytest.mark.parametrize("command", ["train", "export", "score", "info", "simulate"])
 def test_every_command_has_help(command):
     assert "usage: deepsad " + command in deepsad(command, "--help").stdout

@@ -174,3 +174,33 @@ def test_an_exported_graph_that_scores_otherwise_is_refused(table_bundle, tmp_pa
     with pytest.raises(export.ExportError, match="disagrees with the live model"):
         export_bundle(model, ds.preprocessor, tmp_path / "b.zip", X_sample=ds.X)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_signed_bundle_verifies_and_a_rehashed_tampered_one_is_refused(table_bundle, tmp_path):
+    import hashlib
+
+    df, ds, model, _ = table_bundle
+    key = b"0123456789abcdef0123456789abcdef"
+    out = tmp_path / "signed"
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X, sign_key=key)
+    assert (out / "SIGNATURE").exists()
+    assert load_detector(out, verify_key=key).decision_function(df).shape == (len(df),)
+    with pytest.raises(BundleError, match="signature does not match"):
+        load_detector(out, verify_key=b"another key, also long enough")
+    # an attacker edits the manifest's threshold and recomputes SHA256SUMS: the checksums pass ...
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["threshold"]["value"] = 1e9
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    sums = "".join(
+        f"{hashlib.sha256((out / n).read_bytes()).hexdigest()}  {n}\n"
+        for n in ("model.onnx", "model.torchscript.pt", "manifest.json")
+    )
+    (out / "SHA256SUMS").write_text(sums)
+    assert load_detector(out).threshold_ == 1e9
+    # ... and the signature does not
+    with pytest.raises(BundleError, match="signature does not match"):
+        load_detector(out, verify_key=key)
+    unsigned = tmp_path / "unsigned.zip"
+    export_bundle(model, ds.preprocessor, unsigned, X_sample=ds.X)
+    with pytest.raises(BundleError, match="not signed"):
+        load_detector(unsigned, verify_key=key)

@@ -264,12 +264,14 @@ class Project:
         out: str | os.PathLike | None = None,
         threshold: dict[str, Any] | None = None,
         force: bool = False,
+        sign_key: bytes | None = None,
     ) -> Path:
         """Write a detector bundle of a round (default: the current one); returns its path.
 
         Default destination: ``exports/round-NNNN.zip`` in the project folder, which the project owns
         and re-exports replace. Elsewhere an existing path is replaced only if it is a bundle and
-        ``force`` is set. ``threshold`` (``{"value", "method", "detail"}``) overrides the round's own.
+        ``force`` is set. ``threshold`` (``{"value", "method", "detail"}``) overrides the round's own;
+        ``sign_key`` signs the bundle.
         """
         from deepsad_core.ensemble import load_model
         from deepsad_core.export import export_bundle
@@ -303,6 +305,7 @@ class Project:
             threshold=threshold or view.threshold,
             info=info,
             force=force,
+            sign_key=sign_key,
         )
         return paths[0] if len(paths) == 1 else out
 
