@@ -255,7 +255,7 @@ def input_schema(preprocessor: TabularPreprocessor | ImagePreprocessor, input_sh
 
 
 def export_bundle(
-    model: DeepSAD,
+    model: DeepSAD | DeepSADEnsemble,
     preprocessor: TabularPreprocessor | ImagePreprocessor,
     out: str | os.PathLike,
     *,
