@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -123,7 +124,7 @@ def sidebar(project: Project | None) -> None:
     with st.sidebar:
         st.text_input("Your name (recorded with each label)", key="annotator")
         if project is not None:
-            st.markdown(f"**{project.name}**  \n{len(project):,} samples · {project.kind}")
+            st.markdown(f"**{plain(project.name)}**  \n{len(project):,} samples · {project.kind}")
 
 
 def round_progress(worker: RoundWorker, key: str) -> None:
@@ -214,6 +215,15 @@ def feature_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
     return median, np.maximum(q3 - q1, 1e-6)
 
 
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+def plain(value: object) -> str:
+    """Text from an uploaded file, safe inside ``st.markdown``: every markdown character is escaped,
+    so a cell or a column name cannot become a link, a remote image or a coloured directive."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(value)).replace("\n", " ")
+
+
 def standout_values(project: Project, index: int, k: int = 4) -> tuple[str, ...]:
     """The ``k`` raw column values of a row that lie farthest from the typical row."""
     return _standout_values(str(project.path), index, k)
@@ -230,5 +240,5 @@ def _standout_values(path: str, index: int, k: int) -> tuple[str, ...]:
     for j in np.argsort(-np.abs(z))[:k]:
         column = names[j].split("=")[0]
         arrow = "▲" if z[j] > 0 else "▼"
-        out.append(f"{arrow} **{column}** = {raw[column]}")
+        out.append(f"{arrow} **{plain(column)}** = {plain(raw[column])}")
     return tuple(out)

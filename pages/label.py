@@ -9,6 +9,7 @@ import streamlit as st
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 from pages.common import (
+    plain,
     project_page,
     remember_action,
     round_progress,
@@ -93,7 +94,7 @@ def render_item(project: Project, item: dict) -> None:
             st.markdown(f":gray[{item['reason']}]")
         else:
             values = "  \n".join(standout_values(project, i))
-            st.markdown(f"**{item['sample_id']}**  \n{values}  \n:gray[{item['reason']}]")
+            st.markdown(f"**{plain(item['sample_id'])}**  \n{values}  \n:gray[{item['reason']}]")
         key = f"label.{item['strategy']}.{i}"  # the section is in the key, so tests can find each queue's items
         st.segmented_control(
             "Decision",

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from deepsad_core.studio import Project
-from pages.common import project_page, remember_action, round_progress, text_sketch, thumbnail, worker_for
+from pages.common import plain, project_page, remember_action, round_progress, text_sketch, thumbnail, worker_for
 
 COLOR_BY = ("score", "label", "queue", "truth")
 MAX_HOVER_SKETCHES = 5_000  # each sketch is a few hundred characters sent with the figure
@@ -89,7 +89,7 @@ def image_sketches(path: str) -> list[str]:
 def render_selection(project: Project, frame: pd.DataFrame, selected: list[int]) -> None:
     if len(selected) == 1:
         i = selected[0]
-        st.subheader(f"Sample {frame.sample_id[i]}")
+        st.subheader(f"Sample {plain(frame.sample_id[i])}")
         st.caption(f"score {frame.score[i]:.4g} · label {frame.label[i]}")
         if project.kind == "image":
             st.image(thumbnail(project.pixels[i], 160))

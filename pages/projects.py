@@ -13,6 +13,7 @@ from pages.common import (
     SAMPLES,
     init_state,
     open_project,
+    plain,
     remember_project,
     sidebar,
     start_round,
@@ -30,7 +31,7 @@ def create_and_start(name: str, source, **options) -> None:
         return
     except DeepSADError as e:
         st.error("This data cannot be used:")
-        st.markdown("\n".join(f"- {line}" for line in str(e).split("; ")))
+        st.markdown("\n".join(f"- {plain(line)}" for line in str(e).split("; ")))
         return
     remember_project(str(project.path))
     start_round(worker_for(str(project.path)))
@@ -86,7 +87,7 @@ def render_existing(existing: list) -> None:
 
 
 def render_settings(project: Project) -> None:
-    st.subheader(f"Settings of '{project.name}'")
+    st.subheader(f"Settings of '{plain(project.name)}'")
     config = project.round_config()
     with st.form("projects.settings"):
         c1, c2, c3 = st.columns(3)

@@ -44,3 +44,14 @@ def test_the_score_histogram_spreads_skewed_scores_and_marks_the_threshold():
 def test_the_score_histogram_survives_a_zero_score():
     fig = score_histogram(np.array([0.0, 0.5, 1.0, 2.0]), 1.0)
     assert np.isfinite(fig.data[0].x).all() and min(fig.data[0].x) == np.log10(0.5)
+
+
+def test_uploaded_text_cannot_become_a_link_an_image_or_a_directive():
+    from pages.common import plain
+
+    for hostile in ("[click](http://evil.example)", "![x](http://tracker.example/p.png)", ":red[alarm]", "$x^2$"):
+        escaped = plain(hostile)
+        assert "](" not in escaped and ":red[" not in escaped and not escaped.startswith("$")
+        # every character is still there, shown as typed
+        assert escaped.replace("\\", "") == hostile
+    assert plain("line one\nline two") == "line one line two"
