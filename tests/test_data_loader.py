@@ -208,3 +208,19 @@ def test_named_columns_must_exist(table, kwargs, message):
 def test_a_missing_path_is_named(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(tmp_path / "nothing.csv")
+
+
+@pytest.mark.parametrize("damage", ["stream", "crc"])
+def test_a_corrupt_zip_member_is_named_in_a_data_error(damage):
+    noise = np.random.default_rng(2).integers(0, 256, (32, 32), dtype=np.uint8)
+    members = {f"imgs/{i}.png": png(np.full((16, 16), i * 40, np.uint8)) for i in range(3)}
+    members["imgs/noisy.png"] = png(noise)
+    data = bytearray(zip_bytes(members))
+    info = zipfile.ZipFile(io.BytesIO(bytes(data))).getinfo("imgs/noisy.png")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)  # the member's compressed bytes
+    if damage == "stream":
+        data[start : start + 8] = b"\xff" * 8  # an invalid deflate block
+    else:
+        data[start + info.compress_size // 2] ^= 0xFF  # one flipped bit in the middle: a CRC mismatch at least
+    with pytest.raises(DataError, match=r"member 'imgs/noisy.png' is corrupt"):
+        load_dataset(bytes(data), filename="photos.zip")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import posixpath
 import zipfile
+import zlib
 from collections.abc import Iterator
 
 from deepsad_core.data.dataset import LoadLimits
@@ -51,8 +52,13 @@ def zip_members(data: bytes, name: str, limits: LoadLimits, suffixes: tuple[str,
                     f"{info.file_size / info.compress_size:.0f}-fold"
                 )
             # read at most what the header declares (plus one byte to catch a lying header)
-            with archive.open(info) as f:
-                content = f.read(info.file_size + 1)
+            try:
+                with archive.open(info) as f:
+                    content = f.read(info.file_size + 1)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+                raise DataError(f"{name}: member '{info.filename}' is corrupt and cannot be unpacked ({e})") from None
+            except MemoryError:
+                raise DataError(f"{name}: member '{info.filename}' does not fit in memory to unpack") from None
             total += len(content)
             if len(content) > info.file_size or total > limits.max_uncompressed_bytes:
                 raise DataError(f"{name} is refused: member '{info.filename}' unpacks to more than its header says")
