@@ -22,6 +22,8 @@ def atomic_folder(path: str | os.PathLike, *, replace: bool = True) -> Iterator[
     writers never share one.
     """
     path = Path(path)
+    if not replace and (path.exists() or path.is_symlink()):
+        raise FileExistsError(f"{path.name} already exists")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -30,7 +32,11 @@ def atomic_folder(path: str | os.PathLike, *, replace: bool = True) -> Iterator[
         if path.exists() and replace:
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
             os.replace(path, old)  # an empty folder is replaced by a rename
-            os.rename(tmp, path)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # put the old folder back rather than leave nothing
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)  # fails rather than merging if something is at ``path``

@@ -21,6 +21,7 @@ enters; only the expert's labels do. ``docs/design.md`` gives the measurements b
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from collections.abc import Sequence
@@ -259,7 +260,7 @@ class DeepSADEnsemble(BaseEstimator):
         flat = X.reshape(len(X), -1)
         if warm_start:
             iforest, reference, reference_index = self.iforest_, self.reference_, self._reference_index
-            deepsad = self.deepsad_
+            deepsad = copy.copy(self.deepsad_)  # fit below replaces its attributes: self keeps the old ones
         else:
             iforest = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(flat)
             rng = np.random.default_rng(self.seed)
@@ -375,15 +376,17 @@ class DeepSADEnsemble(BaseEstimator):
         ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32))
         X = torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32))
         out = np.empty(len(flat), dtype=np.float64)
+        own = np.zeros(len(flat), dtype=bool)
+        if reference_index is not None:
+            own[reference_index] = True
         batch = max(1, _KNN_BATCH_VALUES // len(ref))
         with torch.inference_mode():
-            for s in range(0, len(X), batch):
-                out[s : s + batch] = knn_sq_distances(X[s : s + batch], ref, k).numpy()
-            if reference_index is not None:  # the training rows in the reference: k nearest others
-                for s in range(0, len(reference_index), batch):
-                    rows = X[reference_index[s : s + batch]]
-                    nearest = torch.topk(_sq(rows, ref), k + 1, dim=1, largest=False).values[:, 1:]
-                    out[reference_index[s : s + batch]] = nearest.mean(1).numpy()
+            # each row once: others by their k nearest, the reference's own rows by their k nearest others
+            for rows, skip in ((np.flatnonzero(~own), 0), (np.flatnonzero(own), 1)):
+                for s in range(0, len(rows), batch):
+                    part = rows[s : s + batch]
+                    nearest = torch.topk(_sq(X[part], ref), k + skip, dim=1, largest=False).values[:, skip:]
+                    out[part] = nearest.mean(1).numpy()
         return out
 
     def member_scores(self, X: Any) -> dict[str, np.ndarray]:

@@ -135,3 +135,15 @@ def test_the_loop_switches_detector_kind_by_retraining(blobs):
     semi = labels_for(truth, np.r_[300:304, 0:6])
     assert isinstance(fit_round(first, X, semi, RoundConfig(detector="deepsad", first_epochs=1)), DeepSAD)
     assert fit_round(first, X, semi, config) is first  # the same kind continues warm
+
+
+def test_a_cancelled_round_leaves_the_ensemble_as_it_was(blobs):
+    from deepsad_core.exceptions import TrainingCancelled
+
+    X, truth = blobs
+    model = small().fit(X)
+    before = (model.deepsad_, len(model.history_), model.decision_scores_.copy())
+    with pytest.raises(TrainingCancelled):
+        model.fit(X, labels_for(truth, np.r_[300:305, 0:10]), warm_start=True, epochs=3, callback=lambda p: True)
+    assert model.deepsad_ is before[0] and len(model.history_) == before[1]
+    np.testing.assert_array_equal(model.decision_scores_, before[2])
