@@ -140,6 +140,13 @@ def _add_train(commands) -> None:
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--ae-epochs", type=int, default=50)
     p.add_argument("--contamination", type=float, default=0.05, help="flagged share when labels cannot set it")
+    p.add_argument(
+        "--net",
+        default="auto",
+        help="auto (photographs: the pretrained backbone; small grey images: the paper's LeNet), backbone, "
+        "mnist_lenet, fmnist_lenet, cifar10_lenet, conv or mlp",
+    )
+    p.add_argument("--backbone", default=None, help="efficientnet-lite0 (default), torchvision:<arch> or timm:<name>")
     p.add_argument("--out", required=True, help="bundle path: a folder, or a name ending in .zip")
     p.add_argument("--force", action="store_true", help="replace a bundle already at --out (nothing else is)")
     p.add_argument("--sign-key", help="a key file: sign the bundle (HMAC-SHA256 of its checksums)")
@@ -153,24 +160,36 @@ def _run_train(args: argparse.Namespace) -> int:
     from deepsad_core.bundle_format import read_key
     from deepsad_core.data import load_dataset
     from deepsad_core.export import check_output, export_bundle
-    from deepsad_core.rounds import RoundConfig
+    from deepsad_core.rounds import RoundConfig, model_input
     from deepsad_core.threshold import choose_threshold
 
     check_output(args.out, args.force)  # before training, so a taken path or a bad key costs no minutes
     key = read_key(args.sign_key) if args.sign_key else None
     dataset = load_dataset(args.input, id_column=args.id_column)
     semi = _semi_targets_from_labels(args.labels, dataset.ids) if args.labels else np.zeros(len(dataset), int)
-    config = RoundConfig(first_epochs=args.epochs, first_ae_epochs=args.ae_epochs, pretrain=args.ae_epochs > 0)
+    config = RoundConfig(
+        first_epochs=args.epochs,
+        first_ae_epochs=args.ae_epochs,
+        pretrain=args.ae_epochs > 0,
+        net=args.net,
+        **({"backbone": args.backbone} if args.backbone else {}),
+    )
     bars: dict = {}
 
-    def report(p) -> None:  # one progress bar per phase (pretrain, train)
+    def features(done: int, total: int, seconds_left: float) -> None:
+        if "features" not in bars:
+            bars["features"] = tqdm(total=total, desc="features", unit="image", file=sys.stderr)
+        bars["features"].update(done - bars["features"].n)
+
+    def report(p) -> None:  # one progress bar per phase (features, pretrain, train)
         if p.phase not in bars:
             bars[p.phase] = tqdm(total=p.epochs, desc=f"{p.phase:8s}", unit="epoch", file=sys.stderr)
         bars[p.phase].update(1)
         bars[p.phase].set_postfix(loss=f"{p.loss:.4g}")
 
     try:
-        model = config.estimator().fit(dataset.X, semi, callback=report)
+        X, extractor = model_input(dataset.X, config, progress=features)
+        model = config.estimator(on_features=extractor is not None).fit(X, semi, callback=report)
     finally:
         for bar in bars.values():
             bar.close()
@@ -180,7 +199,7 @@ def _run_train(args: argparse.Namespace) -> int:
     paths = export_bundle(
         model, dataset.preprocessor, args.out, X_sample=dataset.X[:1000], threshold=threshold.to_dict(),
         info={"training_config": config.to_dict(), "label_counts": counts, "source": dataset.source_name},
-        force=args.force, sign_key=key,
+        force=args.force, sign_key=key, backbone=extractor,
     )  # fmt: skip
     print(f"wrote {args.out} ({len(paths)} file(s)); threshold {threshold.value:.4g} ({threshold.method})")
     return 0

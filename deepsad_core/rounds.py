@@ -11,17 +11,23 @@ from typing import Any
 
 import numpy as np
 
-from deepsad_core.ensemble import DeepSADEnsemble
+from deepsad_core.backbone import DEFAULT_BACKBONE, FeatureExtractor, extract_features, load_backbone, wants_backbone
+from deepsad_core.ensemble import DEFAULT_PRIOR_WEIGHTS, DeepSADEnsemble
 from deepsad_core.estimator import DeepSAD
 from deepsad_core.query import DEFAULT_MIX, Pick, QueryPool, QueryStrategy, make_strategy
 from deepsad_core.threshold import ThresholdChoice, choose_threshold
 from deepsad_core.training import ProgressCallback
 
-__all__ = ["DETECTORS", "RoundConfig", "RoundOutput", "fit_round", "score_and_queue"]
+__all__ = ["DETECTORS", "NETWORKS", "RoundConfig", "RoundOutput", "fit_round", "model_input", "score_and_queue"]
 
 # "ensemble": Deep SAD fused with label-free members and a supervised one (the default);
 # "deepsad": the paper's Deep SAD alone.
 DETECTORS = ("ensemble", "deepsad")
+# "auto" and "backbone" (a pretrained image backbone with an MLP head), then the paper's networks
+NETWORKS = ("auto", "backbone", "mlp", "mnist_lenet", "fmnist_lenet", "cifar10_lenet", "conv")
+# On a pretrained backbone's features the kNN distance is the zero-label detector of the field (PANDA,
+# DN2) and beats the IsolationForest there (docs/benchmarks.md); Deep SAD and the forest keep a say.
+FEATURE_PRIOR_WEIGHTS = (("knn", 1.0), ("deepsad", 0.15), ("iforest", 0.15))
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,16 @@ class RoundConfig:
     (``first_ae_epochs`` + ``first_epochs``) at 10x the paper's learning rate; later rounds warm-start
     from the previous model with the centre fixed (``epochs_per_round``) at the paper's rate
     (``round_lr``). Why these values: docs/design.md.
+
+    ``net="auto"`` gives photographs (colour, or larger than 32 px) a pretrained ``backbone`` whose
+    features Deep SAD's MLP head and the other members train on; small grey images keep the paper's
+    LeNets. ``net="backbone"`` asks for the backbone on any images; a network name (``"mnist_lenet"``,
+    ``"fmnist_lenet"``, ``"cifar10_lenet"``, ``"conv"``, ``"mlp"``) asks for that network on the pixels.
     """
 
     detector: str = "ensemble"
     net: str = "auto"
+    backbone: str = DEFAULT_BACKBONE
     rep_dim: int | None = None
     eta: float = 1.0
     lr: float = 1e-3
@@ -53,19 +65,30 @@ class RoundConfig:
     threshold_method: str = "best_f1"
     seed: int = 0
 
-    def estimator(self) -> DeepSAD | DeepSADEnsemble:
-        """A fresh detector: the ensemble (``detector="ensemble"``) around this Deep SAD, or Deep SAD alone."""
+    def estimator(self, on_features: bool = False) -> DeepSAD | DeepSADEnsemble:
+        """A fresh detector: the ensemble (``detector="ensemble"``) around this Deep SAD, or Deep SAD alone.
+
+        ``on_features``: the input is a pretrained backbone's features, where the kNN distance leads the
+        ensemble before labels (on tables the IsolationForest does; docs/design.md)."""
         if self.detector not in DETECTORS:
             raise ValueError(f"detector must be one of {', '.join(DETECTORS)}; got {self.detector!r}")
         deepsad = self.deepsad()
         if self.detector == "deepsad":
             return deepsad
-        return DeepSADEnsemble(deepsad=deepsad, contamination=min(self.contamination, 0.49), seed=self.seed)
+        prior = FEATURE_PRIOR_WEIGHTS if on_features else DEFAULT_PRIOR_WEIGHTS
+        return DeepSADEnsemble(
+            deepsad=deepsad, prior_weights=prior, contamination=min(self.contamination, 0.49), seed=self.seed
+        )
+
+    def uses_backbone(self, input_shape: tuple[int, ...]) -> bool:
+        """Whether samples of ``input_shape`` (one sample's) go through the pretrained backbone."""
+        is_image = len(input_shape) == 3
+        return is_image and (self.net == "backbone" or (self.net == "auto" and wants_backbone(tuple(input_shape))))
 
     def deepsad(self) -> DeepSAD:
         """The Deep SAD settings of round 0."""
         return DeepSAD(
-            net=self.net,
+            net="auto" if self.net == "backbone" else self.net,
             rep_dim=self.rep_dim,
             eta=self.eta,
             lr=self.lr,
@@ -107,19 +130,32 @@ def fit_round(
     semi_targets: np.ndarray,
     config: RoundConfig,
     callback: ProgressCallback | None = None,
+    *,
+    on_features: bool = False,
 ) -> DeepSAD | DeepSADEnsemble:
     """Round 0 (``model=None``): a fresh fit. Later rounds: warm start, c fixed, a few epochs.
 
-    A model of another kind than ``config.detector`` (the setting was switched) is not continued: the
-    round trains a fresh detector of the chosen kind, with the labels.
+    A model of another kind than ``config.detector``, or for other input (the backbone was switched on
+    or off), is not continued: the round trains a fresh detector of the chosen kind, with the labels.
     """
-    if model is None or ("ensemble" if isinstance(model, DeepSADEnsemble) else "deepsad") != config.detector:
-        return config.estimator().fit(X, semi_targets, callback=callback)
+    kind = "ensemble" if isinstance(model, DeepSADEnsemble) else "deepsad"
+    if model is None or kind != config.detector or tuple(model.input_shape_) != tuple(X.shape[1:]):
+        return config.estimator(on_features).fit(X, semi_targets, callback=callback)
     later = {"lr": config.round_lr, "eta": config.eta}
     if isinstance(model, DeepSADEnsemble):
         later = {f"deepsad__{key}": value for key, value in later.items()}
     model.set_params(**later)
     return model.fit(X, semi_targets, warm_start=True, epochs=config.epochs_per_round, callback=callback)
+
+
+def model_input(X: np.ndarray, config: RoundConfig, progress=None) -> tuple[np.ndarray, FeatureExtractor | None]:
+    """What the detector trains on: ``X`` itself, or its backbone features when ``config`` asks for them
+    (with the extractor, which the exported bundle needs). ``progress`` as in
+    :func:`~deepsad_core.backbone.extract_features`."""
+    if not config.uses_backbone(X.shape[1:]):
+        return X, None
+    extractor = load_backbone(config.backbone)
+    return extract_features(extractor, X, progress=progress), extractor
 
 
 def score_and_queue(

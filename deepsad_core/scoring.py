@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from deepsad_core.data.tables import _decode_head, _sniff_delimiter
-from deepsad_core.detector import Detector
+from deepsad_core.detector import Detector, image_zip_members, open_image
 from deepsad_core.exceptions import DataError
 
 __all__ = ["score_to_file"]
@@ -117,8 +117,13 @@ def score_to_file(
     n = 0
     try:
         if frames is None:  # arrays or images: one go
-            scores = detector.decision_function(source)
-            names = _image_names(source) if detector.kind == "image" else None
+            if detector.kind == "image" and suffix == ".zip":
+                members = image_zip_members(source)
+                names = [name for name, _ in members]
+                scores = detector.decision_function([open_image(io.BytesIO(data), name) for name, data in members])
+            else:
+                scores = detector.decision_function(source)
+                names = _image_names(source) if detector.kind == "image" else None
             table = _output_frame(detector, None, scores, 0)
             if names is not None and len(names) == len(scores):
                 table.insert(0, "file", names)

@@ -22,11 +22,14 @@ from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from deepsad_core.backbone import extract_features, load_backbone
+from deepsad_core.data import load_dataset
+from deepsad_core.exceptions import DataError
 from deepsad_core.protocols import scale_like_paper, semisupervised_training_set, split_train_test
 from deepsad_core.query import make_strategy
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
 
-__all__ = ["SimulationSetup", "load_simulation_data", "plot_curves", "simulate"]
+__all__ = ["SimulationSetup", "load_simulation_data", "plot_curves", "simulate", "simulation_split"]
 
 CURVE_COLUMNS = [
     "strategy", "seed", "round", "labels_used", "anomalies_found", "test_auc", "test_ap", "seconds",
@@ -42,24 +45,42 @@ class SimulationSetup:
     truth_test: np.ndarray
 
 
+def simulation_split(
+    y: np.ndarray, seed: int, normal_class: int | None = None, pollution: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the pool and the test split (see the module docstring) for truth or classes ``y``."""
+    train, test = split_train_test(y, seed)
+    if normal_class is None:
+        return train, test
+    chosen = semisupervised_training_set(y[train], [normal_class], [], 0.0, pollution, np.random.default_rng(seed))
+    return train[np.sort(chosen.idx)], test
+
+
 def load_simulation_data(
     path: str | Path, seed: int, normal_class: int | None = None, pollution: float = 0.1
 ) -> SimulationSetup:
-    """Pool and test split of an ``.npz`` with ``X`` and ``y`` (0/1 truth, or classes with ``normal_class``)."""
-    with np.load(path, allow_pickle=False) as f:
-        X, y = f["X"], f["y"]
-    train, test = split_train_test(y, seed)
-    if normal_class is None:
-        pool = train
-    else:
-        chosen = semisupervised_training_set(y[train], [normal_class], [], 0.0, pollution, np.random.default_rng(seed))
-        pool = train[np.sort(chosen.idx)]
-    anomalous = (y != normal_class) if normal_class is not None else (y == 1)
-    if X.ndim >= 3:  # images: (n, H, W) or (n, C, H, W)
-        images = X[:, None] if X.ndim == 3 else X
-        scale = 255.0 if X.dtype == np.uint8 or X.max() > 1 else 1.0
-        X_pool, X_test = (images[pool] / scale).astype(np.float32), (images[test] / scale).astype(np.float32)
-    else:
+    """Pool and test split of a data file with truth (0/1, or classes with ``normal_class``).
+
+    The file is read by :func:`~deepsad_core.data.load_dataset`, as the app reads it: images in any
+    layout (``(n, H, W)``, HWC or CHW, grey or RGB) come out as ``(n, C, H, W)`` in [0, 1]; tables keep
+    their numeric columns' values, scaled as in the paper on the pool. A file without truth, or whose
+    truth has a single value, raises ``DataError``.
+    """
+    dataset = load_dataset(Path(path), normal_value=0 if normal_class is None else normal_class)
+    if dataset.truth is None or dataset.truth_classes is None:
+        raise DataError(f"{Path(path).name} has no truth ('y' or a truth column): a simulated expert needs it")
+    y = np.asarray(dataset.truth if normal_class is None else dataset.truth_classes)
+    if normal_class is not None and not (y == normal_class).any():
+        raise DataError(
+            f"{Path(path).name}: no sample has the class {normal_class}; classes: {sorted(set(y.tolist()))}"
+        )
+    pool, test = simulation_split(y, seed, normal_class, pollution)
+    anomalous = dataset.truth.astype(bool)
+    if dataset.kind == "image":
+        X_pool, X_test = np.asarray(dataset.X[pool]), np.asarray(dataset.X[test])
+    else:  # the numeric values as read (constant columns too): the paper's scaling is fitted on the pool alone
+        numbers = dataset.raw.drop(columns=dataset.preprocessor.ignored).select_dtypes("number")
+        X = numbers.to_numpy(dtype=np.float32)
         X_pool, X_test = scale_like_paper(X[pool], X[test])
     return SimulationSetup(X_pool, anomalous[pool].astype(int), X_test, anomalous[test].astype(int))
 
@@ -73,17 +94,27 @@ def simulate(
     config: RoundConfig,
     seed: int,
     log: Callable[[str], None] = lambda _: None,
+    on_features: bool | None = None,
 ) -> pd.DataFrame:
     """Learning curves of each strategy on one seed: one row per round.
+
+    Images that ``config`` sends through the pretrained backbone are turned into features first
+    (``on_features=None``); ``on_features=True`` says ``setup`` already holds backbone features.
 
     Beside the detector, each row holds two peers on the same split: ``iforest_auc``, an
     IsolationForest (100 trees) fitted on the pool without labels, and ``supervised_auc``, a
     class-balanced logistic regression fitted on the labels so far (NaN until both kinds exist).
     """
     config = replace(config, queue_size=batch_size, seed=seed)
+    if on_features is None:
+        on_features = config.uses_backbone(setup.X_pool.shape[1:])
+        if on_features:
+            extractor = load_backbone(config.backbone)
+            pool, test = (extract_features(extractor, X) for X in (setup.X_pool, setup.X_test))
+            setup = replace(setup, X_pool=pool, X_test=test)
     iforest_auc = _iforest_auc(setup, seed)
     start = time.perf_counter()
-    base = fit_round(None, setup.X_pool, np.zeros(len(setup.X_pool), dtype=np.int64), config)
+    base = fit_round(None, setup.X_pool, np.zeros(len(setup.X_pool), dtype=np.int64), config, on_features=on_features)
     base_seconds = time.perf_counter() - start
     rows = []
     for name in strategies:
@@ -98,7 +129,7 @@ def simulate(
                 answers = setup.truth_pool[idx]
                 semi[idx] = np.where(answers == 1, -1, 1)  # the oracle
                 found += int(answers.sum())
-                model = fit_round(model, setup.X_pool, semi, config)
+                model = fit_round(model, setup.X_pool, semi, config, on_features=on_features)
             scores = model.decision_function(setup.X_test)
             rows.append(
                 {

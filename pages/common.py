@@ -136,12 +136,7 @@ def round_progress(worker: RoundWorker, key: str) -> None:
     def poll() -> None:
         s = worker.status()
         if s.state == "running":
-            eta = f" · about {s.eta_seconds:.0f} s left in this phase" if s.eta_seconds else ""
-            loss = f" · loss {s.loss:.4g}" if s.loss is not None else ""
-            st.progress(
-                min(s.fraction, 1.0),
-                text=f"Round {s.round_number}: {s.phase} epoch {s.epoch}/{s.epochs}{loss}{eta}",
-            )
+            st.progress(min(s.fraction, 1.0), text=s.describe())
             st.button("Cancel round", key=f"{key}.cancel", on_click=worker.cancel)
         elif s.state in ("failed", "cancelled"):
             st.warning(f"Round {s.round_number} {s.state}: {s.message}")

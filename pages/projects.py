@@ -7,7 +7,7 @@ import streamlit as st
 from deepsad_core.data import SUPPORTED_SUFFIXES
 from deepsad_core.exceptions import DeepSADError, ProjectNameError
 from deepsad_core.query import DEFAULT_MIX
-from deepsad_core.studio import DETECTORS, Project
+from deepsad_core.studio import DETECTORS, NETWORKS, Project
 from deepsad_core.studio.project import slugify
 from pages.common import (
     SAMPLES,
@@ -92,8 +92,9 @@ def render_settings(project: Project) -> None:
     with st.form("projects.settings"):
         c1, c2, c3 = st.columns(3)
         net = c1.selectbox(
-            "Network", ["auto", "mlp", "mnist_lenet", "fmnist_lenet", "cifar10_lenet", "conv"],
-            index=["auto", "mlp", "mnist_lenet", "fmnist_lenet", "cifar10_lenet", "conv"].index(config.net),
+            "Network", NETWORKS, index=NETWORKS.index(config.net),
+            help="auto: photographs go through a pretrained backbone (EfficientNet-Lite0) and Deep SAD learns "
+            "on its features; small grey images use the paper's LeNet; tables an MLP.",
         )  # fmt: skip
         eta = c2.number_input("eta (weight of labeled samples)", 0.01, 100.0, float(config.eta))
         lr = c3.number_input("Learning rate, first round", 1e-5, 1e-1, float(config.lr), format="%.5f")
@@ -107,6 +108,18 @@ def render_settings(project: Project) -> None:
         contamination = c8.number_input(
             "Expected anomaly share", 0.001, 0.5, float(config.contamination), format="%.3f"
         )
+        backbone = config.backbone
+        if project.kind == "image":
+            shape = tuple(project.meta["input_shape"])
+            backbone = st.text_input(
+                "Image backbone", config.backbone,
+                help="efficientnet-lite0 (installed with the app), or torchvision:<arch> / timm:<name> where "
+                "their weights are on this machine. Its features are computed once per backbone.",
+            )  # fmt: skip
+            st.caption(
+                "This project's images go through the backbone."
+                if config.uses_backbone(shape) else "This project's images go to the network directly."
+            )  # fmt: skip
         detector = st.radio(
             "Detector", DETECTORS, index=DETECTORS.index(config.detector), horizontal=True,
             format_func=lambda d: {"ensemble": "Ensemble: Deep SAD + IsolationForest + kNN + supervised (default)",
@@ -126,7 +139,8 @@ def render_settings(project: Project) -> None:
             if sum(mix.values()) <= 0:
                 mix = dict(DEFAULT_MIX)
             form = dict(
-                detector=detector, net=net, eta=eta, lr=lr, round_lr=round_lr, first_epochs=int(first),
+                detector=detector, net=net, backbone=backbone.strip() or config.backbone, eta=eta, lr=lr,
+                round_lr=round_lr, first_epochs=int(first),
                 epochs_per_round=int(per_round), batch_size=int(batch), queue_size=int(queue_size),
                 contamination=contamination, mix=mix,
             )  # fmt: skip

@@ -38,3 +38,29 @@ def blobs() -> tuple[np.ndarray, np.ndarray]:
 def tiny() -> dict:
     """Keyword arguments for a DeepSAD that trains in well under a second."""
     return {"epochs": 3, "ae_epochs": 2, "batch_size": 64, "lr": 1e-3, "ae_lr": 1e-3}
+
+
+def make_photos(n: int, seed: int = 0, size: int = 32) -> np.ndarray:
+    """``(n, size, size, 3)`` uint8 photos of smooth colour waves (HWC, as cameras and CIFAR-10 store
+    them); the last tenth are noise, unlike the rest."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    out = np.empty((n, size, size, 3), dtype=np.float64)
+    for i in range(n):
+        for c in range(3):
+            a, b, k = rng.uniform(-1, 1, 3)
+            out[i, ..., c] = 0.5 + 0.5 * np.sin(3 * (a * xx + b * yy) + k)
+    n_odd = max(1, n // 10)
+    out[-n_odd:] = rng.random((n_odd, size, size, 3))
+    return np.round(out * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def photo_npz(tmp_path):
+    """An ``.npz`` of 40 HWC photos with truth (the last 4 are anomalies)."""
+    X = make_photos(40)
+    y = np.zeros(40, int)
+    y[-4:] = 1
+    path = tmp_path / "photos.npz"
+    np.savez(path, X=X, y=y)
+    return path

@@ -105,3 +105,29 @@ def test_sign_at_train_and_verify_at_score_and_info(tmp_path):
 @pytest.mark.parametrize("command", ["train", "export", "score", "info", "simulate"])
 def test_every_command_has_help(command):
     assert "usage: deepsad " + command in deepsad(command, "--help").stdout
+
+
+def test_train_on_a_zip_of_photos_and_score_a_zip_and_a_folder(tmp_path):
+    import zipfile
+
+    from conftest import make_photos
+    from PIL import Image
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    archive = tmp_path / "shots.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i, px in enumerate(make_photos(30)):
+            Image.fromarray(px).save(folder / f"p{i:02d}.png")
+            zf.write(folder / f"p{i:02d}.png", f"line/p{i:02d}.png")
+    out = tmp_path / "photos.zip"
+    result = deepsad("train", archive, "--epochs", "2", "--ae-epochs", "1", "--out", out)
+    assert "features" in result.stderr  # the backbone's progress bar
+    info = json.loads(deepsad("info", out).stdout)
+    assert info["backbone"]["name"] == "efficientnet-lite0" and info["detector"]["kind"] == "deepsad_ensemble"
+    deepsad("score", out, archive, "--out", tmp_path / "zip.csv")
+    deepsad("score", out, folder, "--out", tmp_path / "folder.csv")
+    from_zip, from_folder = pd.read_csv(tmp_path / "zip.csv"), pd.read_csv(tmp_path / "folder.csv")
+    assert list(from_zip["file"]) == [f"line/p{i:02d}.png" for i in range(30)]
+    assert list(from_folder["file"]) == [f"p{i:02d}.png" for i in range(30)]
+    np.testing.assert_allclose(from_zip["score"], from_folder["score"], rtol=1e-5)

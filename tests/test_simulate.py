@@ -66,3 +66,29 @@ def test_cli_writes_curves_and_plot(npz, tmp_path):
 def test_cli_help_lists_commands():
     result = subprocess.run([sys.executable, "-m", "deepsad_core", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "simulate" in result.stdout
+
+
+def test_photos_in_hwc_layout_are_read_like_the_app_and_simulated_on_backbone_features(photo_npz, monkeypatch):
+    import deepsad_core.simulate as simulate_module
+
+    extracted = []
+    real = simulate_module.extract_features
+    monkeypatch.setattr(simulate_module, "extract_features", lambda e, X, **kw: extracted.append(X.shape) or real(e, X))
+    setup = load_simulation_data(photo_npz, seed=0)
+    assert setup.X_pool.shape[1:] == (3, 32, 32) and setup.X_pool.min() >= 0 and setup.X_pool.max() <= 1
+    config = RoundConfig(first_ae_epochs=1, first_epochs=2, epochs_per_round=1, batch_size=16)
+    curves = simulate(setup, ["hybrid"], budget=5, batch_size=5, config=config, seed=0)
+    assert list(curves["labels_used"]) == [0, 5]
+    assert extracted == [setup.X_pool.shape, setup.X_test.shape]  # pool and test, once each
+    assert curves["test_auc"].between(0, 1).all()
+
+
+def test_a_file_without_truth_is_refused_with_a_data_error(tmp_path):
+    from deepsad_core.exceptions import DataError
+
+    np.savez(tmp_path / "no_truth.npz", X=np.zeros((10, 8, 8, 3), np.uint8))
+    with pytest.raises(DataError, match="no truth"):
+        load_simulation_data(tmp_path / "no_truth.npz", seed=0)
+    np.savez(tmp_path / "odd.npz", X=np.zeros((10, 8, 8, 5), np.uint8), y=np.zeros(10, int))
+    with pytest.raises(DataError, match="1 or 3 channels"):
+        load_simulation_data(tmp_path / "odd.npz", seed=0)

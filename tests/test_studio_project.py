@@ -161,3 +161,49 @@ def test_settings_written_at_once_from_two_threads_lose_nothing(tmp_path):
         w.join()
     config = project.round_config()
     assert (config.queue_size, config.first_epochs) == (41, 40)
+
+
+QUICK = {"first_ae_epochs": 1, "first_epochs": 2, "epochs_per_round": 1, "batch_size": 16}
+
+
+def test_a_photo_project_trains_on_backbone_features_kept_per_backbone(tmp_path, photo_npz, monkeypatch):
+    from deepsad_core import backbone as bb
+    from deepsad_core import load_detector
+    from deepsad_core.studio import project as project_module
+    from deepsad_core.studio.worker import RoundWorker
+
+    # another backbone, with random weights (no download here): switching to it must not reuse features
+    def offline(name, weights=None, pretrained=True):
+        return bb.load_backbone(name, weights, pretrained=name == bb.DEFAULT_BACKBONE)
+
+    monkeypatch.setattr(project_module, "load_backbone", offline)
+    project = Project.create(tmp_path / "ws", "photos", photo_npz)
+    project.update_round_config(**QUICK)
+    worker = RoundWorker(project)
+    assert worker.run().state == "done", worker.status().message
+    lite0 = bb.load_backbone()
+    cached = project.path / "data" / f"features-{lite0.key()}.npy"
+    assert cached.exists()
+    assert json.loads(cached.with_suffix(".json").read_text())["name"] == "efficientnet-lite0"
+    first = project.current_round()
+    assert first.latents.shape[0] == 40
+    features = np.load(cached)
+    assert features.shape == (40, 1280)
+
+    # the bundle holds backbone + detector: it takes the photos and scores as the round's model
+    bundle = project.export(out=tmp_path / "photos.zip")
+    detector = load_detector(bundle)
+    assert detector.info()["backbone"]["name"] == "efficientnet-lite0" and detector.input_shape_ == (3, 32, 32)
+    assert detector.info()["parity"]["passed"]
+    from deepsad_core.ensemble import load_model
+
+    live = load_model(first.path / "model").decision_function(features)
+    pixels = np.load(photo_npz)["X"]
+    assert np.max(np.abs(detector.decision_function(pixels) - live) / np.abs(live)) < 1e-3
+
+    project.update_round_config(backbone="torchvision:mobilenet_v3_small")
+    assert worker.run().state == "done", worker.status().message
+    other = offline("torchvision:mobilenet_v3_small")
+    assert other.key() != lite0.key()
+    assert np.load(project.path / "data" / f"features-{other.key()}.npy").shape == (40, 576)
+    np.testing.assert_array_equal(np.load(cached), features)  # the first backbone's features are untouched

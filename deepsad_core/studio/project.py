@@ -3,7 +3,8 @@
 ```
 <workspace>/<project>/
   project.db          SQLite (WAL): samples, label events, rounds, settings
-  data/               X.npy (model input), pixels.npy or raw.parquet (display), preprocessor.json
+  data/               X.npy (model input), pixels.npy or raw.parquet (display), preprocessor.json,
+                      features-<backbone key>.npy (photographs: the backbone's features, made once)
   rounds/0007/        one folder per round, written under a temporary name and renamed
   exports/            bundles the user made
 ```
@@ -15,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from deepsad_core.atomic import atomic_folder
+from deepsad_core.backbone import FeatureExtractor, extract_features, load_backbone
 from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
 from deepsad_core.exceptions import DataError, ProjectNameError
 from deepsad_core.rounds import RoundConfig
@@ -188,6 +191,29 @@ class Project:
         path = self.path / _DATA / "pixels.npy"
         return np.load(path, mmap_mode="r") if path.exists() else None
 
+    def model_input(self, config: RoundConfig, progress=None) -> tuple[np.ndarray, FeatureExtractor | None]:
+        """What a round with ``config`` trains on: the samples, or, where ``config`` sends them through a
+        pretrained backbone, their features with the extractor.
+
+        Features are computed once per backbone (``progress(done, total, seconds_left)`` reports on it)
+        and kept in ``data/features-<key>.npy``; the key changes with the backbone's name, weights or
+        input size, so another backbone never reads features that are not its own.
+        """
+        if not config.uses_backbone(tuple(self.meta["input_shape"])):
+            return np.asarray(self.X), None
+        extractor = load_backbone(config.backbone)
+        path = self.path / _DATA / f"features-{extractor.key()}.npy"
+        if not path.exists():
+            features = extract_features(extractor, self.X, progress=progress)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+            with open(tmp, "wb") as f:  # whole or absent: written aside, flushed, then renamed
+                np.save(f, features)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            path.with_suffix(".json").write_text(json.dumps(extractor.identity()))
+        return np.load(path), extractor
+
     def truth(self) -> np.ndarray | None:
         """Ground truth for metrics only: never for training, queues or thresholds."""
         return self.store.truth()
@@ -284,6 +310,8 @@ class Project:
             raise DataError(f"round {number} did not finish; finished rounds: {sorted(done)}")
         view = done[number]
         model = load_model(view.path / "model", device="cpu")
+        config = RoundConfig.from_dict({**RoundConfig().to_dict(), **(view.row["config"] or {})})
+        on_features = config.uses_backbone(tuple(self.meta["input_shape"]))
         if out is None:
             out, force = self.path / _EXPORTS / f"round-{number:04d}.zip", True
         out = Path(out)
@@ -306,6 +334,7 @@ class Project:
             info=info,
             force=force,
             sign_key=sign_key,
+            backbone=load_backbone(config.backbone) if on_features else None,
         )
         return paths[0] if len(paths) == 1 else out
 

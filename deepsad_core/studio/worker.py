@@ -48,6 +48,16 @@ class RoundStatus:
     def fraction(self) -> float:
         return self.epoch / self.epochs if self.epochs else 0.0
 
+    def describe(self) -> str:
+        """One line for a progress bar: what runs, how far, and the time left."""
+        if self.phase == "features":
+            what = f"image features {self.epoch:,}/{self.epochs:,} (once per project)"
+        else:
+            what = f"{self.phase} epoch {self.epoch}/{self.epochs}"
+        loss = f" · loss {self.loss:.4g}" if self.loss is not None else ""
+        eta = f" · about {self.eta_seconds:.0f} s left in this phase" if self.eta_seconds else ""
+        return f"Round {self.round_number}: {what}{loss}{eta}"
+
 
 def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarray | None) -> dict:
     """Label counts, and with truth: ROC-AUC / AP over all and over unlabeled samples, anomalies found."""
@@ -128,10 +138,10 @@ class RoundWorker:
             number = project.next_round_number()
             self._set(state="running", round_number=number, phase="starting", started=time.time(), message="")
             semi = project.semi_targets()
-            X = np.asarray(project.X)
+            X, extractor = project.model_input(config, progress=self._on_features)
             previous = project.current_round()
             model = load_model(previous.path / "model") if previous is not None else None
-            model = fit_round(model, X, semi, config, callback=self._on_progress)
+            model = fit_round(model, X, semi, config, callback=self._on_progress, on_features=extractor is not None)
             self._set(phase="score", message="scoring every sample")
             out = score_and_queue(model, X, semi, config, number)
             previous_map = previous.map_coords() if previous is not None else None
@@ -172,6 +182,11 @@ class RoundWorker:
         )
         self._map_thread.start()
         return self.status()
+
+    def _on_features(self, done: int, total: int, seconds_left: float) -> bool:
+        self._set(phase="features", epoch=done, epochs=total, loss=None, eta_seconds=seconds_left,
+                  message="image features from the pretrained backbone (once per project)")  # fmt: skip
+        return self._cancel.is_set()
 
     def _on_progress(self, p: Progress) -> bool:
         self._set(phase=p.phase, epoch=p.epoch, epochs=p.epochs, loss=p.loss, eta_seconds=p.eta_seconds)
