@@ -26,6 +26,19 @@ from deepsad_core.projection import umap_map, warm_up
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
 
 
+def bundle_megabytes(model, photos: np.ndarray, extractor) -> float:
+    """Size of the exported bundle (backbone + detector, one ONNX graph) of a photo project."""
+    import tempfile
+
+    from deepsad_core.data import ImagePreprocessor
+    from deepsad_core.export import export_bundle
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "photos.zip"
+        export_bundle(model, ImagePreprocessor((32, 32), 3), out, X_sample=photos[:200], backbone=extractor)
+        return out.stat().st_size / 1e6
+
+
 def one_round(name: str, X: np.ndarray, first_epochs: int, on_features: bool = False) -> dict:
     config = RoundConfig(first_epochs=first_epochs, first_ae_epochs=first_epochs, epochs_per_round=10)
     semi = np.zeros(len(X), dtype=np.int64)
@@ -38,7 +51,7 @@ def one_round(name: str, X: np.ndarray, first_epochs: int, on_features: bool = F
     done = time.perf_counter()
     print(f"{name}: train {trained - start:.2f}s, score+queue {done - trained:.2f}s", file=sys.stderr)
     return {"data": name, "warm-start 10 epochs s": trained - start, "scores + latents + queue s": done - trained,
-            "round s": done - start, "latents": out.latents}  # fmt: skip
+            "round s": done - start, "latents": out.latents, "model": model}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -59,6 +72,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     feature_seconds = time.perf_counter() - start
     rows.append(one_round(f"{len(photos):,} CIFAR-10 photos (backbone features)", features, 30, on_features=True))
     rows[2].pop("latents")
+    megabytes = bundle_megabytes(rows[2]["model"], photos, extractor)
+    for row in rows:
+        row.pop("model")
     warm = warm_up()
     umap_seconds = umap_map(rows[1].pop("latents")).seconds
     rows[0].pop("latents")
@@ -73,7 +89,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"the warm-up itself took {warm:.1f} s with numba's cache",
         f"photos: the backbone's features of {len(photos):,} images (once per project, before round 0) took "
         f"{feature_seconds:.1f} s, {len(photos) / feature_seconds:.0f} images/s (target >= 100); round 0 at the "
-        "app's 30 + 30 epochs",
+        "app's 30 + 30 epochs; the exported bundle (backbone + detector, one ONNX graph, zip) holds "
+        f"{megabytes:.1f} MB",
     ]
     write_report("round_latency", "Round latency on this machine", command, notes, table_out)
     return table_out

@@ -224,3 +224,58 @@ def test_a_corrupt_zip_member_is_named_in_a_data_error(damage):
         data[start + info.compress_size // 2] ^= 0xFF  # one flipped bit in the middle: a CRC mismatch at least
     with pytest.raises(DataError, match=r"member 'imgs/noisy.png' is corrupt"):
         load_dataset(bytes(data), filename="photos.zip")
+
+
+def _png(size: tuple[int, int], colour=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+def test_images_declaring_too_many_pixels_are_refused_before_decoding():
+    members = {f"img/{i}.png": _png((40, 30)) for i in range(4)} | {"img/huge.png": _png((120, 100))}
+    ds = load_dataset(_zip(members), filename="shots.zip", limits=LoadLimits(max_image_pixels=5_000))
+    assert "img/huge.png" in ds.report.skipped_files and "million" in ds.report.skipped_files["img/huge.png"]
+    assert len(ds) == 4
+    # together the images declare 4 x 40 x 30 x 3 bytes and more: over the budget, nothing is decoded
+    with pytest.raises(DataError, match=r"declares .* GB of pixels once decoded"):
+        load_dataset(_zip(members), filename="shots.zip", limits=LoadLimits(max_decoded_bytes=10_000))
+
+
+def test_a_zip_of_png_bombs_is_decoded_one_image_at_a_time(tmp_path):
+    import subprocess
+    import sys
+
+    # twelve 8192 x 8192 single-colour PNGs: a few MB of ZIP that decode to 200 MB each (2.4 GB together)
+    bomb = _png((8192, 8192))
+    (tmp_path / "bombs.zip").write_bytes(_zip({f"b/{i:02d}.png": bomb for i in range(12)}))
+    script = (
+        "import resource, sys; from deepsad_core.data import load_dataset; "
+        f"ds = load_dataset({str(tmp_path / 'bombs.zip')!r}, image_size=32); "
+        "print(len(ds), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    loaded, peak_kb = map(int, out.stdout.split())
+    assert loaded == 12
+    assert peak_kb < 1.5 * 1024**2, f"peak memory {peak_kb / 1024**2:.2f} GB"
+
+
+def test_large_jpegs_decode_reduced_and_the_same_way_for_training_and_scoring(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        px = (rng.random((60, 80, 3)) * 255).astype(np.uint8)
+        Image.fromarray(px).resize((3200, 2400)).save(tmp_path / f"cam{i}.jpg", quality=85)
+    ds = load_dataset(tmp_path, image_size=32)
+    with Image.open(tmp_path / "cam0.jpg") as image:
+        ds.preprocessor.draft(image)
+        assert image.size == (400, 300)  # decoded at 1/8 scale: the full frame never exists in memory
+    again = ds.preprocessor.transform([Image.open(tmp_path / f"cam{i}.jpg") for i in range(3)])
+    np.testing.assert_array_equal(again, ds.X)  # what a bundle computes when it scores these files

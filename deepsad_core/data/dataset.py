@@ -25,6 +25,8 @@ class LoadLimits:
     max_compression_ratio: float = 200.0  # per ZIP member, beyond which it is treated as a bomb
     max_categories: int = 20  # one-hot encode categorical columns up to this many levels
     max_image_side: int = 8192
+    max_image_pixels: int = 64 * 1024**2  # per image: a 65 KB PNG can declare 8192 x 8192
+    max_decoded_bytes: int = 32 * 1024**3  # all images' declared pixels together, checked before decoding
 
 
 @dataclass

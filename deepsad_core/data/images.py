@@ -38,12 +38,29 @@ def _folder_files(root: Path, limits: LoadLimits) -> list[tuple[str, bytes]]:
     return files
 
 
-def _open(data: bytes, limits: LoadLimits) -> Image.Image:
+def _header(data: bytes, limits: LoadLimits) -> Image.Image:
+    """The image opened lazily (size and mode only, nothing decoded), within the per-image limits."""
     image = Image.open(io.BytesIO(data))
-    if max(image.size) > limits.max_image_side:
-        raise ValueError(f"{image.size[0]}x{image.size[1]} pixels, more than {limits.max_image_side} a side")
-    image.load()  # decode now: a truncated file fails here, not later
+    width, height = image.size
+    if max(width, height) > limits.max_image_side:
+        raise ValueError(f"{width}x{height} pixels, more than {limits.max_image_side} a side")
+    if width * height > limits.max_image_pixels:
+        raise ValueError(f"{width}x{height} pixels, more than {limits.max_image_pixels / 1e6:.0f} million")
     return image
+
+
+def _decoded_bytes(image: Image.Image) -> int:
+    return image.size[0] * image.size[1] * len(image.getbands())
+
+
+def _pixels(image: Image.Image, pre: ImagePreprocessor) -> np.ndarray:
+    """Decode one image straight to the working size; only this one image is ever held decoded."""
+    pre.draft(image)
+    image.load()  # a truncated file fails here
+    try:
+        return pre.pixels(image)
+    finally:
+        image.close()
 
 
 def _working_size(sizes: list[tuple[int, int]], requested: int | tuple[int, int] | None) -> tuple[int, int]:
@@ -74,25 +91,37 @@ def load_images(
     if not files:
         raise DataError(f"{name} holds no images (looked for {', '.join(IMAGE_SUFFIXES)})")
     report = LoadReport()
-    ids, images = [], []
+    headers = []
     for member, data in files:
         try:
-            images.append(_open(data, limits))
-            ids.append(member)
+            headers.append((member, _header(data, limits)))
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             report.skipped_files[member] = f"not a readable image ({str(e).strip() or type(e).__name__})"
-    if not images:
+    if not headers:
         raise DataError(
             f"{name}: none of its {len(files)} image files could be read, e.g. "
             + "'{}': {}".format(*next(iter(report.skipped_files.items())))
         )
-    if len(images) < 2:
-        raise DataError(f"{name} holds only one readable image; a data set needs at least 2")
+    declared = sum(_decoded_bytes(image) for _, image in headers)
+    if declared > limits.max_decoded_bytes:
+        raise DataError(
+            f"{name} declares {declared / 1e9:.1f} GB of pixels once decoded; the limit is "
+            f"{limits.max_decoded_bytes / 1e9:.1f} GB (a decompression bomb, or far more images than needed)"
+        )
     if channels is None:
-        grey = all(im.mode in ("1", "L", "LA", "I", "I;16", "F") for im in images)
+        grey = all(image.mode in ("1", "L", "LA", "I", "I;16", "F") for _, image in headers)
         channels = 1 if grey else 3
-    pre = ImagePreprocessor(_working_size([im.size for im in images], image_size), channels)
-    pixels = np.stack([pre.pixels(im) for im in images])
+    pre = ImagePreprocessor(_working_size([image.size for _, image in headers], image_size), channels)
+    ids, pixels = [], []
+    for member, image in headers:  # one decoded image at a time, resized at once
+        try:
+            pixels.append(_pixels(image, pre))
+            ids.append(member)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            report.skipped_files[member] = f"not a readable image ({str(e).strip() or type(e).__name__})"
+    if len(ids) < 2:
+        raise DataError(f"{name} holds only {len(ids)} readable image(s); a data set needs at least 2")
+    pixels = np.stack(pixels)
     if report.skipped_files:
         report.notes.append(f"{len(report.skipped_files)} of {len(files)} files skipped")
     truth, classes = _folder_truth(ids, truth_from_folders, normal_class, report)

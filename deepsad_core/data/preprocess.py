@@ -194,8 +194,15 @@ class ImagePreprocessor:
 
     kind = "image"
 
+    def draft(self, image: Image.Image) -> None:
+        """Let a JPEG not yet decoded decode at 1/2, 1/4 or 1/8 scale when the working size allows it:
+        a camera photo then never exists at full size in memory. Training and scoring both pass here."""
+        if image.format == "JPEG":
+            image.draft("L" if self.channels == 1 else "RGB", (self.size[1], self.size[0]))
+
     def pixels(self, image: Image.Image) -> np.ndarray:
         """uint8 ``(H, W, C)`` at the working size: transparency over white, then grey or RGB."""
+        self.draft(image)
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
             rgba = image.convert("RGBA")
             image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
