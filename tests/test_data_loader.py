@@ -279,3 +279,14 @@ def test_large_jpegs_decode_reduced_and_the_same_way_for_training_and_scoring(tm
         assert image.size == (400, 300)  # decoded at 1/8 scale: the full frame never exists in memory
     again = ds.preprocessor.transform([Image.open(tmp_path / f"cam{i}.jpg") for i in range(3)])
     np.testing.assert_array_equal(again, ds.X)  # what a bundle computes when it scores these files
+
+
+def test_an_npz_declaring_more_than_the_limit_is_refused_before_inflating(tmp_path):
+    # a million zeros compress to about a kilobyte: the size is read from the headers, not inflated
+    np.savez_compressed(tmp_path / "zeros.npz", X=np.zeros((1000, 1000), np.float32))
+    assert (tmp_path / "zeros.npz").stat().st_size < 20_000
+    with pytest.raises(DataError, match=r"would unpack to more than 1.0 MB \('X.npy' declares 4.0 MB\)"):
+        load_dataset(tmp_path / "zeros.npz", limits=LoadLimits(max_uncompressed_bytes=1_000_000))
+    # under the default limit it is read, and its thousand constant columns are summed up, not listed
+    with pytest.raises(DataError, match=r"'f4': constant \(every value is 0.0\); and 995 more\)"):
+        load_dataset(tmp_path / "zeros.npz")

@@ -66,7 +66,7 @@ def read_any_table(source: Any, filename: str | None = None, limits: LoadLimits 
         return source
     data, name = _read_source(source, filename, limits)
     if _suffix(name) in ARRAY_SUFFIXES:
-        X, _ = _read_arrays(data, name)
+        X, _ = _read_arrays(data, name, limits)
         if X.ndim != 2:
             raise DataError(f"{name} holds arrays of shape {X.shape}; a table needs shape (rows, columns)")
         return pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
@@ -211,7 +211,43 @@ def _from_table(
 # --- arrays ---------------------------------------------------------------------------------------
 
 
-def _read_arrays(data: bytes | Path, name: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+
+
+def _check_npz_sizes(data: bytes | Path, name: str, limits: LoadLimits) -> None:
+    """Refuse an ``.npz`` whose arrays would inflate past the limit, from the ZIP's and the arrays'
+    headers alone: ``np.load`` would inflate them without asking."""
+    try:
+        archive = zipfile.ZipFile(data if isinstance(data, Path) else io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError):
+        return  # a plain .npy, or not readable: np.load says which
+    with archive:
+        total = 0
+        for info in archive.infolist():
+            declared = info.file_size
+            try:
+                with archive.open(info) as f:  # the .npy header: shape and dtype, a few hundred bytes
+                    version = np.lib.format.read_magic(f)
+                    read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                        version, np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(f)
+                declared = max(declared, int(np.prod(shape, dtype=np.float64)) * dtype.itemsize)
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError):
+                pass  # np.load reports a malformed member itself
+            total += declared
+            if total > limits.max_uncompressed_bytes:
+                raise DataError(
+                    f"{name} would unpack to more than {_size(limits.max_uncompressed_bytes)} "
+                    f"('{info.filename}' declares {_size(declared)}), the limit"
+                )
+
+
+def _read_arrays(
+    data: bytes | Path, name: str, limits: LoadLimits | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    _check_npz_sizes(data, name, limits or LoadLimits())
     try:
         loaded = np.load(data if isinstance(data, Path) else io.BytesIO(data), allow_pickle=False)
     except ValueError as e:
@@ -235,7 +271,7 @@ def _read_arrays(data: bytes | Path, name: str) -> tuple[np.ndarray, np.ndarray 
 def _from_arrays(
     data: bytes | Path, name: str, normal_value: Any, image_size: Any, channels: int | None, limits: LoadLimits
 ) -> Dataset:
-    X, y = _read_arrays(data, name)
+    X, y = _read_arrays(data, name, limits)
     if X.dtype.kind not in "biuf":
         raise DataError(f"{name}: 'X' must be numeric; got dtype {X.dtype}")
     if X.ndim not in (2, 3, 4) or len(X) < 2:

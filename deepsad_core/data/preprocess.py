@@ -79,7 +79,9 @@ class TabularPreprocessor:
                 pre._fit_text(name, col, max_categories, report)
         if not pre.numeric:
             found = {**report.dropped_columns, **{c: "text" for c in pre.categorical}}
-            why = "; ".join(f"'{c}': {w}" for c, w in found.items()) or "the file has no data columns"
+            shown = [f"'{c}': {w}" for c, w in list(found.items())[:5]]
+            shown += [f"and {len(found) - 5} more"] if len(found) > 5 else []
+            why = "; ".join(shown) or "the file has no data columns"
             raise DataError(
                 f"no numeric column to learn from ({why}). A table needs at least one numeric column; "
                 "text columns are used only beside numeric ones."
