@@ -160,6 +160,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from deepsad_core.bundle_format import read_key
     from deepsad_core.data import load_dataset
     from deepsad_core.export import check_output, export_bundle
+    from deepsad_core.labels import label_counts
     from deepsad_core.rounds import RoundConfig, model_input
     from deepsad_core.threshold import choose_threshold
 
@@ -194,8 +195,7 @@ def _run_train(args: argparse.Namespace) -> int:
         for bar in bars.values():
             bar.close()
     threshold = choose_threshold(model.decision_scores_, semi, contamination=args.contamination)
-    counts = {"labels": int((semi != 0).sum()), "labeled_normal": int((semi == 1).sum()),
-              "labeled_anomalous": int((semi == -1).sum())}  # fmt: skip
+    counts = label_counts(semi)
     paths = export_bundle(
         model, dataset.preprocessor, args.out, X_sample=dataset.X[:1000], threshold=threshold.to_dict(),
         info={"training_config": config.to_dict(), "label_counts": counts, "source": dataset.source_name},
@@ -206,10 +206,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _semi_targets_from_labels(path: str, ids):
-    import numpy as np
     import pandas as pd
 
     from deepsad_core.exceptions import DataError
+    from deepsad_core.labels import semi_targets
 
     labels = pd.read_csv(path, dtype=str)
     if not {"id", "label"} <= set(labels.columns):
@@ -221,10 +221,8 @@ def _semi_targets_from_labels(path: str, ids):
     unknown = [i for i in labels["id"] if i not in position]
     if unknown:
         raise DataError(f"{path} names {len(unknown)} id(s) not in the data, e.g. {unknown[:5]}")
-    semi = np.zeros(len(ids), dtype=np.int64)
-    for i, label in zip(labels["id"], labels["label"].str.strip().str.lower(), strict=True):
-        semi[position[i]] = 1 if label == "normal" else -1
-    return semi
+    given = dict(zip((position[i] for i in labels["id"]), labels["label"].str.strip().str.lower(), strict=True))
+    return semi_targets(len(ids), given)
 
 
 def _add_info(commands) -> None:

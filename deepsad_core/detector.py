@@ -37,6 +37,7 @@ from deepsad_core.data.images import IMAGE_SUFFIXES
 from deepsad_core.data.loader import read_any_table
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor, preprocessor_from_dict
 from deepsad_core.exceptions import DataError, DeepSADError
+from deepsad_core.threshold import flag
 
 __all__ = ["BundleError", "Detector", "load_detector"]
 
@@ -212,7 +213,7 @@ class Detector:
 
     def predict(self, data: Any) -> np.ndarray:
         """1 = anomaly (score above ``threshold_``), 0 = normal."""
-        return (self.decision_function(data) > self.threshold_).astype(np.int64)
+        return flag(self.decision_function(data), self.threshold_)
 
     def embed(self, data: Any) -> np.ndarray:
         """Latent vectors ``phi(x)``."""

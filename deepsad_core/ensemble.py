@@ -37,8 +37,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from deepsad_core.atomic import atomic_folder
-from deepsad_core.estimator import DeepSAD, _is_int, _is_num, _labels_from_scores, check_params
+from deepsad_core.estimator import DeepSAD, _is_int, _is_num, check_params
 from deepsad_core.exceptions import NotFittedError
+from deepsad_core.threshold import flag
 from deepsad_core.training import ProgressCallback
 
 __all__ = ["MEMBERS", "DeepSADEnsemble", "load_model"]
@@ -416,7 +417,7 @@ class DeepSADEnsemble(BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """1 = anomaly (score above ``threshold_``), 0 = normal."""
-        return _labels_from_scores(self.decision_function(X), self.threshold_)
+        return flag(self.decision_function(X), self.threshold_)
 
     def embed(self, X: Any) -> np.ndarray:
         """Latent vectors of the Deep SAD member, shape (n, rep_dim)."""

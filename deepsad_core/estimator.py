@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator
 from deepsad_core.atomic import atomic_folder
 from deepsad_core.exceptions import NotFittedError
 from deepsad_core.networks import NETWORK_NAMES, NetworkSpec, resolve_network, transfer_encoder_weights
+from deepsad_core.threshold import flag
 from deepsad_core.training import (
     ProgressCallback,
     batched_forward,
@@ -392,7 +393,7 @@ class DeepSAD(BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """1 = anomaly (score above ``threshold_``), 0 = normal."""
-        return _labels_from_scores(self.decision_function(X), self.threshold_)
+        return flag(self.decision_function(X), self.threshold_)
 
     # --- persistence ----------------------------------------------------------------------------
 
@@ -459,11 +460,6 @@ def _score_batch_size(sample_shape: tuple[int, ...]) -> int:
 
 def _distances(latents: torch.Tensor, center: torch.Tensor) -> np.ndarray:
     return ((latents - center) ** 2).sum(dim=1).cpu().numpy().astype(np.float64)
-
-
-def _labels_from_scores(scores: np.ndarray, threshold: float) -> np.ndarray:
-    """The one scores -> labels step: 1 = anomaly above the threshold, 0 = normal."""
-    return (scores > threshold).astype(np.int64)
 
 
 def _records(fit_number: int, phase: str, losses: list[float]) -> list[dict]:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from deepsad_core.data.tables import _decode_head, _sniff_delimiter
 from deepsad_core.detector import Detector, image_zip_members, open_image
 from deepsad_core.exceptions import DataError
+from deepsad_core.threshold import flag
 
 __all__ = ["score_to_file"]
 
@@ -92,7 +93,7 @@ def _output_frame(detector: Detector, frame: pd.DataFrame | None, scores: np.nda
     if not kept:
         out["row"] = np.arange(start, start + len(scores))
     out["score"] = scores
-    out["anomaly"] = (scores > detector.threshold_).astype(np.int8)
+    out["anomaly"] = flag(scores, detector.threshold_).astype(np.int8)
     return out
 
 

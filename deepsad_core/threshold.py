@@ -14,7 +14,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_recall_curve
 
-__all__ = ["ThresholdChoice", "choose_threshold", "tradeoff_curve"]
+__all__ = ["ThresholdChoice", "choose_threshold", "flag", "tradeoff_curve"]
+
+
+def flag(scores: np.ndarray, threshold: float) -> np.ndarray:
+    """The one scores -> decisions step: 1 = anomaly (score above the threshold), 0 = normal."""
+    return (np.asarray(scores) > threshold).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from deepsad_core.data import load_dataset, read_any_table
 from deepsad_core.detector import load_detector
 from deepsad_core.exceptions import DeepSADError
 from deepsad_core.studio import Project
-from deepsad_core.threshold import tradeoff_curve
+from deepsad_core.threshold import flag, tradeoff_curve
 from pages.common import project_page
 
 
@@ -72,7 +72,7 @@ def score_upload(project: Project, bundle: str, upload) -> pd.DataFrame:
         scores = detector.score_features(data.X)
         out = pd.DataFrame({"file": data.ids})
     out["score"] = scores
-    out["anomaly"] = (scores > detector.threshold_).astype(int)
+    out["anomaly"] = flag(scores, detector.threshold_)
     return out.sort_values("score", ascending=False)
 
 

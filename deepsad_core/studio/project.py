@@ -31,8 +31,9 @@ from deepsad_core.atomic import atomic_folder
 from deepsad_core.backbone import FeatureExtractor, extract_features, load_backbone
 from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
 from deepsad_core.exceptions import DataError, ProjectNameError
+from deepsad_core.labels import semi_targets
 from deepsad_core.rounds import RoundConfig
-from deepsad_core.studio.store import LABELS, ProjectStore, now
+from deepsad_core.studio.store import ProjectStore, now
 
 __all__ = ["Project", "RoundView", "slugify"]
 
@@ -249,10 +250,7 @@ class Project:
 
     def semi_targets(self) -> np.ndarray:
         """The engine's targets from the current labels: +1 normal, -1 anomalous, 0 unlabeled."""
-        semi = np.zeros(len(self), dtype=np.int64)
-        for idx, label in self.labels().items():
-            semi[idx] = 1 if label == LABELS[0] else -1
-        return semi
+        return semi_targets(len(self), self.labels())
 
     # --- rounds -------------------------------------------------------------------------------------
 

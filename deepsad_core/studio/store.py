@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from deepsad_core.labels import LABELS
+
 __all__ = ["LABELS", "ProjectStore"]
 
-LABELS = ("normal", "anomalous")
 SCHEMA_VERSION = 1
 
 _SCHEMA = """

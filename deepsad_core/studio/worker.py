@@ -23,6 +23,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from deepsad_core.ensemble import load_model
 from deepsad_core.exceptions import TrainingCancelled
+from deepsad_core.labels import label_counts
 from deepsad_core.projection import layout_shift, pca_map, umap_map_elsewhere
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
 from deepsad_core.studio.project import Project
@@ -61,11 +62,7 @@ class RoundStatus:
 
 def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarray | None) -> dict:
     """Label counts, and with truth: ROC-AUC / AP over all and over unlabeled samples, anomalies found."""
-    metrics: dict = {
-        "labels": int((semi_targets != 0).sum()),
-        "labeled_normal": int((semi_targets == 1).sum()),
-        "labeled_anomalous": int((semi_targets == -1).sum()),
-    }
+    metrics: dict = label_counts(semi_targets)
     if truth is not None and 0 < truth.sum() < len(truth):
         unlabeled = semi_targets == 0
         metrics["auc"] = float(roc_auc_score(truth, scores))
