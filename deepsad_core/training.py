@@ -51,7 +51,7 @@ class Progress:
     seconds: float  # elapsed in this phase
 
     @property
-    def eta_seconds(self) -> float:
+    def seconds_left(self) -> float:
         """Estimated seconds left in this phase, from the mean epoch time so far."""
         return self.seconds / self.epoch * (self.epochs - self.epoch)
 

@@ -116,3 +116,13 @@ def test_a_failure_while_setting_up_a_round_is_reported_not_left_running(project
     assert worker.start(FAST)  # and in the background: the worker is free again afterwards
     final = worker.wait(60)
     assert final.state == "failed" and not worker.busy
+
+
+def test_the_progress_line_says_what_runs_and_what_is_left():
+    from deepsad_core.studio.worker import RoundStatus
+
+    features = RoundStatus("running", 0, "features", 320, 1000, None, 3.2)
+    assert features.describe() == "Round 0: image features 320/1,000 (once per project) · about 3 s left in this phase"
+    assert features.fraction == pytest.approx(0.32)
+    training = RoundStatus("running", 2, "train", 5, 20, 0.0123, None)
+    assert training.describe() == "Round 2: train epoch 5/20 · loss 0.0123"

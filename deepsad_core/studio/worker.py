@@ -41,7 +41,7 @@ class RoundStatus:
     epoch: int = 0
     epochs: int = 0
     loss: float | None = None
-    eta_seconds: float | None = None
+    seconds_left: float | None = None
     message: str = ""
     started: float | None = None  # time.time() at start
 
@@ -56,8 +56,8 @@ class RoundStatus:
         else:
             what = f"{self.phase} epoch {self.epoch}/{self.epochs}"
         loss = f" · loss {self.loss:.4g}" if self.loss is not None else ""
-        eta = f" · about {self.eta_seconds:.0f} s left in this phase" if self.eta_seconds else ""
-        return f"Round {self.round_number}: {what}{loss}{eta}"
+        left = f" · about {self.seconds_left:.0f} s left in this phase" if self.seconds_left else ""
+        return f"Round {self.round_number}: {what}{loss}{left}"
 
 
 def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarray | None) -> dict:
@@ -181,12 +181,12 @@ class RoundWorker:
         return self.status()
 
     def _on_features(self, done: int, total: int, seconds_left: float) -> bool:
-        self._set(phase="features", epoch=done, epochs=total, loss=None, eta_seconds=seconds_left,
+        self._set(phase="features", epoch=done, epochs=total, loss=None, seconds_left=seconds_left,
                   message="image features from the pretrained backbone (once per project)")  # fmt: skip
         return self._cancel.is_set()
 
     def _on_progress(self, p: Progress) -> bool:
-        self._set(phase=p.phase, epoch=p.epoch, epochs=p.epochs, loss=p.loss, eta_seconds=p.eta_seconds)
+        self._set(phase=p.phase, epoch=p.epoch, epochs=p.epochs, loss=p.loss, seconds_left=p.seconds_left)
         return self._cancel.is_set()
 
     def _row(self, status, started_at, t0, semi, config, metrics=None, error=None) -> dict:
