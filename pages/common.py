@@ -91,7 +91,7 @@ def open_project() -> Project | None:
     try:
         return worker_for(path).project
     except DeepSADError as e:
-        st.error(f"The project could not be opened: {e}")
+        st.error(f"The project could not be opened: {without_paths(e)}")
         st.session_state["project_path"] = None
         return None
 
@@ -139,7 +139,7 @@ def round_progress(worker: RoundWorker, key: str) -> None:
             st.progress(min(s.fraction, 1.0), text=s.describe())
             st.button("Cancel round", key=f"{key}.cancel", on_click=worker.cancel)
         elif s.state in ("failed", "cancelled"):
-            st.warning(f"Round {s.round_number} {s.state}: {s.message}")
+            st.warning(f"Round {s.round_number} {s.state}: {without_paths(s.message)}")
         elif s.message:
             st.caption(s.message)
         previous = st.session_state.get("round.seen_state")
@@ -211,6 +211,15 @@ def feature_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s'\"/,;()]+/)*[^\s'\"/,;()]*")
+
+
+def without_paths(text: object) -> str:
+    """A message for the browser: absolute paths shortened to their last part, so a page never shows
+    the server's folders (a workspace, a home directory, a temporary folder)."""
+    return _ABSOLUTE_PATH.sub(lambda m: Path(m.group(0)).name or "/", str(text))
 
 
 def plain(value: object) -> str:

@@ -13,7 +13,7 @@ from deepsad_core.detector import load_detector
 from deepsad_core.exceptions import DeepSADError
 from deepsad_core.studio import Project
 from deepsad_core.threshold import flag, tradeoff_curve
-from pages.common import project_page
+from pages.common import project_page, without_paths
 
 
 def render_threshold(project: Project) -> float:
@@ -44,7 +44,7 @@ def render_download(project: Project, threshold: float) -> None:
                 path = project.export(current.number, threshold={"value": threshold, "method": "chosen in the app",
                                                       "detail": "picked on the Export page"})  # fmt: skip
             except DeepSADError as e:
-                st.error(f"Export failed: {e}")
+                st.error(f"Export failed: {without_paths(e)}")
                 return
         st.session_state["export.bundle"] = str(path)
     bundle = st.session_state.get("export.bundle")
@@ -89,7 +89,7 @@ def render_scoring(project: Project) -> None:
     try:
         scored = score_upload(project, bundle, upload)
     except DeepSADError as e:
-        st.error(f"This file cannot be scored: {e}")
+        st.error(f"This file cannot be scored: {without_paths(e)}")
         return
     st.dataframe(scored.head(200), width="stretch", hide_index=True)
     st.download_button(

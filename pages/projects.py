@@ -17,6 +17,7 @@ from pages.common import (
     remember_project,
     sidebar,
     start_round,
+    without_paths,
     worker_for,
     workspace,
 )
@@ -27,11 +28,11 @@ def create_and_start(name: str, source, **options) -> None:
     try:
         project = Project.create(workspace(), name, source, **options)
     except (FileExistsError, ProjectNameError) as e:
-        st.error(str(e))
+        st.error(without_paths(e))
         return
     except DeepSADError as e:
         st.error("This data cannot be used:")
-        st.markdown("\n".join(f"- {plain(line)}" for line in str(e).split("; ")))
+        st.markdown("\n".join(f"- {plain(without_paths(line))}" for line in str(e).split("; ")))
         return
     remember_project(str(project.path))
     start_round(worker_for(str(project.path)))

@@ -55,3 +55,16 @@ def test_uploaded_text_cannot_become_a_link_an_image_or_a_directive():
         # every character is still there, shown as typed
         assert escaped.replace("\\", "") == hostile
     assert plain("line one\nline two") == "line one line two"
+
+
+def test_messages_for_the_browser_show_no_server_folders():
+    from pages.common import without_paths
+
+    message = (
+        "FileExistsError: a project named 'pump' already exists in /home/ana/deepsad-workspace; "
+        "the weights file was not found: /tmp/x/weights.pth (see https://example.org/a/b, 3/4 done)"
+    )
+    shown = without_paths(message)
+    assert "/home" not in shown and "/tmp" not in shown
+    assert "exists in deepsad-workspace;" in shown and "not found: weights.pth" in shown
+    assert "https://example.org/a/b" in shown and "3/4 done" in shown
