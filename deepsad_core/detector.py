@@ -121,6 +121,8 @@ class Detector:
         if backend == "onnx":
             import onnxruntime as ort
 
+            _refuse_external_data(files[ONNX_FILE])
+
             options = ort.SessionOptions()
             options.log_severity_level = 3
             self._session = ort.InferenceSession(files[ONNX_FILE], options, providers=["CPUExecutionProvider"])
@@ -222,6 +224,37 @@ class Detector:
     def info(self) -> dict[str, Any]:
         """What the bundle says about itself (the manifest without the preprocessor's arrays)."""
         return {k: v for k, v in self.manifest.items() if k not in ("preprocessor", "center")}
+
+
+def _external_tensors(graph: Any) -> list[str]:
+    """Names of the tensors of ``graph`` (and its subgraphs) whose data lives in files outside it."""
+    import onnx
+
+    outside = [t.name for t in graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    for node in graph.node:
+        for attribute in node.attribute:
+            tensors = [attribute.t] if attribute.HasField("t") else list(attribute.tensors)
+            outside += [t.name for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL]
+            for sub in [attribute.g] if attribute.HasField("g") else list(attribute.graphs):
+                outside += _external_tensors(sub)
+    return outside
+
+
+def _refuse_external_data(model: bytes) -> None:
+    """A bundle's graph must hold all its weights: one that points at files elsewhere (``external
+    data``) could read any file on the machine into the model."""
+    import onnx
+
+    try:
+        proto = onnx.load_model_from_string(model)
+    except Exception as e:  # a graph that does not parse is not run
+        raise BundleError(f"model.onnx is not a readable ONNX graph ({type(e).__name__})") from None
+    outside = _external_tensors(proto.graph)
+    if outside:
+        raise BundleError(
+            f"model.onnx refers to data outside the bundle (external data for {len(outside)} tensor(s), e.g. "
+            f"'{outside[0]}'): refused; a bundle holds all its weights"
+        )
 
 
 def open_image(source: Path | io.BytesIO, name: str) -> Image.Image:

@@ -204,3 +204,26 @@ def test_a_signed_bundle_verifies_and_a_rehashed_tampered_one_is_refused(table_b
     export_bundle(model, ds.preprocessor, unsigned, X_sample=ds.X)
     with pytest.raises(BundleError, match="not signed"):
         load_detector(unsigned, verify_key=key)
+
+
+def test_a_graph_pointing_at_data_outside_the_bundle_is_refused(table_bundle, tmp_path):
+    import hashlib
+
+    import onnx
+
+    _, ds, model, _ = table_bundle
+    out = tmp_path / "external"
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X)
+    # its weights moved to a file beside it, and the checksums recomputed: loading must not follow the pointer
+    graph = onnx.load(str(out / "model.onnx"))
+    onnx.save_model(graph, str(out / "model.onnx"), save_as_external_data=True, location="weights.bin",
+                    size_threshold=0)  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"]["model.onnx"] = hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    names = ("model.onnx", "model.torchscript.pt", "manifest.json")
+    (out / "SHA256SUMS").write_text(
+        "".join(f"{hashlib.sha256((out / n).read_bytes()).hexdigest()}  {n}\n" for n in names)
+    )
+    with pytest.raises(BundleError, match="refers to data outside the bundle"):
+        load_detector(out)
