@@ -35,3 +35,7 @@ class ProjectNameError(DeepSADError, ValueError):
 
 class OutputExistsError(DeepSADError, FileExistsError):
     """An output path is taken: by something that is not ours (never touched), or by a bundle (needs ``force``)."""
+
+
+class RoundBusyError(DeepSADError, RuntimeError):
+    """A round of this project is already running in another process."""

@@ -126,3 +126,27 @@ def test_the_progress_line_says_what_runs_and_what_is_left():
     assert features.fraction == pytest.approx(0.32)
     training = RoundStatus("running", 2, "train", 5, 20, 0.0123, None)
     assert training.describe() == "Round 2: train epoch 5/20 · loss 0.0123"
+
+
+def test_one_round_at_a_time_per_project_across_processes(project, tmp_path):
+    import subprocess
+    import sys
+
+    ready = tmp_path / "ready"
+    holder = (
+        "import sys, time, pathlib; from deepsad_core.studio import Project; "
+        f"p = Project.open({str(project.path)!r}); lock = p.round_lock(); lock.__enter__(); "
+        f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    )
+    other = subprocess.Popen([sys.executable, "-c", holder])
+    try:
+        deadline = time.time() + 60
+        while not ready.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        status = RoundWorker(project).run(RoundConfig(first_ae_epochs=1, first_epochs=1))
+        assert status.state == "failed" and "already running in another process" in status.message
+        assert project.rounds() == []  # nothing recorded, no round number taken
+    finally:
+        other.kill()  # a killed process releases the lock
+        other.wait()
+    assert RoundWorker(project).run(RoundConfig(first_ae_epochs=1, first_epochs=1)).state == "done"

@@ -3,6 +3,7 @@
 ```
 <workspace>/<project>/
   project.db          SQLite (WAL): samples, label events, rounds, settings
+  round.lock          held (flock) while a round runs, by whichever process runs it
   data/               X.npy (model input), pixels.npy or raw.parquet (display), preprocessor.json,
                       features-<backbone key>.npy (photographs: the backbone's features, made once)
   rounds/0007/        one folder per round, written under a temporary name and renamed
@@ -12,13 +13,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -30,7 +33,7 @@ import pandas as pd
 from deepsad_core.atomic import atomic_folder
 from deepsad_core.backbone import FeatureExtractor, extract_features, load_backbone
 from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
-from deepsad_core.exceptions import DataError, ProjectNameError
+from deepsad_core.exceptions import DataError, ProjectNameError, RoundBusyError
 from deepsad_core.labels import semi_targets
 from deepsad_core.rounds import RoundConfig
 from deepsad_core.studio.store import ProjectStore, now
@@ -38,6 +41,7 @@ from deepsad_core.studio.store import ProjectStore, now
 __all__ = ["Project", "RoundView", "slugify"]
 
 _DB, _DATA, _ROUNDS, _EXPORTS = "project.db", "data", "rounds", "exports"
+_ROUND_LOCK = "round.lock"
 
 
 def slugify(name: str) -> str:
@@ -335,6 +339,23 @@ class Project:
             backbone=load_backbone(config.backbone) if on_features else None,
         )
         return paths[0] if len(paths) == 1 else out
+
+    @contextmanager
+    def round_lock(self) -> Iterator[None]:
+        """Held while a round runs: one round at a time per project, across processes too (two app
+        servers on one workspace, the CLI beside the app). Raises :class:`RoundBusyError` at once when
+        another process holds it. The lock is the OS's (``flock``): a killed process releases it."""
+        with open(self.path / _ROUND_LOCK, "a+b") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RoundBusyError(
+                    f"a round of '{self.name}' is already running in another process; wait for it to finish"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def next_round_number(self) -> int:
         return max((r["number"] for r in self.store.rounds()), default=-1) + 1

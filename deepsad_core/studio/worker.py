@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from deepsad_core.ensemble import load_model
-from deepsad_core.exceptions import TrainingCancelled
+from deepsad_core.exceptions import RoundBusyError, TrainingCancelled
 from deepsad_core.labels import label_counts
 from deepsad_core.projection import layout_shift, pca_map, umap_map_elsewhere
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
@@ -127,6 +127,14 @@ class RoundWorker:
         return self._run(config)
 
     def _run(self, config: RoundConfig | None) -> RoundStatus:
+        try:
+            with self.project.round_lock():
+                return self._run_locked(config)
+        except RoundBusyError as e:  # another process runs this project's round: nothing is recorded here
+            self._set(state="failed", phase="", message=str(e))
+            return self.status()
+
+    def _run_locked(self, config: RoundConfig | None) -> RoundStatus:
         project = self.project
         started_at, t0 = now(), time.perf_counter()
         number = semi = None
