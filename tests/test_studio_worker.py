@@ -150,3 +150,16 @@ def test_one_round_at_a_time_per_project_across_processes(project, tmp_path):
         other.kill()  # a killed process releases the lock
         other.wait()
     assert RoundWorker(project).run(RoundConfig(first_ae_epochs=1, first_epochs=1)).state == "done"
+
+
+def test_a_damaged_model_does_not_stop_later_rounds(project):
+    import shutil
+
+    worker = RoundWorker(project)
+    quick = RoundConfig(first_ae_epochs=1, first_epochs=1, epochs_per_round=1)
+    assert worker.run(quick).state == "done" and worker.run(quick).state == "done"
+    shutil.rmtree(project.round_path(1) / "model")  # the current round's model is gone
+    status = worker.run(quick)
+    assert status.state == "done", status.message
+    assert "continued from round 0; could not load round 1" in status.message
+    assert "could not load round 1" in project.current_round().row["metrics"]["note"]

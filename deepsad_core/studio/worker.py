@@ -145,7 +145,7 @@ class RoundWorker:
             semi = project.semi_targets()
             X, extractor = project.model_input(config, progress=self._on_features)
             previous = project.current_round()
-            model = load_model(previous.path / "model") if previous is not None else None
+            model, note = self._last_loadable_model()
             model = fit_round(model, X, semi, config, callback=self._on_progress, on_features=extractor is not None)
             self._set(phase="score", message="scoring every sample")
             out = score_and_queue(model, X, semi, config, number)
@@ -153,6 +153,8 @@ class RoundWorker:
             pca = pca_map(out.latents, previous_map)
             metrics = round_metrics(out.scores, semi, project.truth())
             metrics["fit_seconds"] = time.perf_counter() - t0
+            if note:
+                metrics["note"] = note
 
             def write(folder: Path) -> None:
                 model.save(folder / "model")
@@ -180,13 +182,29 @@ class RoundWorker:
             detail = f"{type(e).__name__}: {e}"
             self._record_failure(number, "failed", detail, started_at, t0, semi, config, traceback.format_exc())
             return self.status()
-        self._set(state="done", phase="", message=f"round {number} ready; the UMAP map follows")
+        note = f" ({metrics['note']})" if "note" in metrics else ""
+        self._set(state="done", phase="", message=f"round {number} ready{note}; the UMAP map follows")
         # the map is drawn in its own thread: the next round may start meanwhile (maps run one at a time)
         self._map_thread = threading.Thread(
             target=self._add_umap, args=(number, out.latents, previous), name="deepsad-map", daemon=True
         )
         self._map_thread.start()
         return self.status()
+
+    def _last_loadable_model(self):
+        """The newest finished round's model that loads, and a note when that is not the current round's
+        (a damaged model folder must not stop every later round); no model at all trains afresh."""
+        skipped = []
+        for view in reversed([r for r in self.project.rounds() if r.status == "done"]):
+            try:
+                model = load_model(view.path / "model")
+            except Exception as e:  # damaged or missing files: try the round before
+                skipped.append(f"round {view.number} ({type(e).__name__}: {e})")
+                continue
+            return model, (
+                f"continued from round {view.number}; could not load {', '.join(skipped)}" if skipped else ""
+            )
+        return None, (f"trained afresh; could not load {', '.join(skipped)}" if skipped else "")
 
     def _on_features(self, done: int, total: int, seconds_left: float) -> bool:
         self._set(phase="features", epoch=done, epochs=total, loss=None, seconds_left=seconds_left,
@@ -243,12 +261,13 @@ class RoundWorker:
             if before is not None:
                 info["shift_vs_previous"] = layout_shift(before, umap.coords)
             (folder / "map.json").write_text(json.dumps(info))
-            self._note_map(number, f"round {number} ready; UMAP map drawn")
+            self._note_map(number, "UMAP map drawn")
         except Exception as e:  # the PCA map stays; the round itself is fine
-            self._note_map(number, f"round {number} ready; UMAP map failed ({type(e).__name__}: {e}), PCA shown")
+            self._note_map(number, f"UMAP map failed ({type(e).__name__}: {e}), PCA shown")
 
-    def _note_map(self, number: int, message: str) -> None:
+    def _note_map(self, number: int, map_message: str) -> None:
         """Report on a map, unless a newer round has started meanwhile (its status is what counts)."""
         with self._lock:
             if self._status.round_number == number and self._status.state != "running":
-                self._status = replace(self._status, message=message)
+                ready = self._status.message.split("; the UMAP map follows")[0]
+                self._status = replace(self._status, message=f"{ready}; {map_message}")
