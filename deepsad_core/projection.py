@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,24 +144,36 @@ def warm_up() -> float:
 # --- the map process ------------------------------------------------------------------------------
 
 MAP_PROCESS_NICENESS = 19  # the lowest priority: the app and the browser come first on a small machine
+MAP_TIMEOUT_S = 600.0  # a map job past this is stopped: far beyond a 10,000-point map's seconds
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 _pool: ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def _lower_priority() -> None:
+def _child_setup() -> None:
+    """In the map process: low priority, and on Linux a SIGTERM when its parent dies, so a killed app
+    server leaves no UMAP process behind."""
     os.nice(MAP_PROCESS_NICENESS)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before the request took effect
+            os._exit(1)
 
 
 def _stop_map_process() -> None:
     """At exit, end the map process at once instead of waiting for its current job (a minute-long
     numba compile would hold up the app's shutdown). Registered as a *threading* exit hook, which runs
     before concurrent.futures joins its pools; a plain ``atexit`` hook would run after that wait."""
+    global _pool
     with _pool_lock:
         if _pool is not None:
             for process in list((_pool._processes or {}).values()):
                 process.terminate()
             _pool.shutdown(wait=False, cancel_futures=True)
+            _pool = None
 
 
 threading._register_atexit(_stop_map_process)  # hooks run last-registered first: before the pool's own
@@ -170,7 +185,7 @@ def _map_process(renew: bool = False) -> ProcessPoolExecutor:
     with _pool_lock:
         if _pool is None or renew:
             _pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_lower_priority
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_child_setup
             )
         return _pool
 
@@ -182,9 +197,16 @@ def _submit(fn: Callable, *args) -> Future:
         return _map_process(renew=True).submit(fn, *args)
 
 
-def run_elsewhere(fn: Callable, *args):
-    """``fn(*args)`` in the map process; jobs run one at a time, in order of submission."""
-    return _submit(fn, *args).result()
+def run_elsewhere(fn: Callable, *args, timeout: float = MAP_TIMEOUT_S):
+    """``fn(*args)`` in the map process; jobs run one at a time, in order of submission. A job that
+    runs past ``timeout`` seconds is stopped with its process (the next job starts a new one) and
+    raises ``TimeoutError``: the caller never waits forever."""
+    future = _submit(fn, *args)
+    try:
+        return future.result(timeout=timeout)
+    except FuturesTimeout:
+        _stop_map_process()
+        raise TimeoutError(f"the map process did not finish within {timeout:.0f} s; it was stopped") from None
 
 
 def start_map_process() -> Future:
