@@ -156,7 +156,7 @@ def main() -> None:
     sidebar(project)
     st.title("DeepSAD Studio")
     st.caption("Find anomalies with a detector that learns from your labels (Deep SAD, Ruff et al. 2020).")
-    existing = Project.list(workspace())
+    existing = Project.folders(workspace())
     if not existing:
         st.info("Your workspace is empty. Open a sample project to see the loop in a minute.")
     render_samples()

@@ -34,7 +34,7 @@ def test_layout_and_reopen(project):
     np.testing.assert_array_equal(again.X, project.X)
     assert list(again.sample_ids[:2]) == ["s0", "s1"]
     assert again.truth().sum() == 3
-    assert Project.list(project.path.parent) == [project.path]
+    assert Project.folders(project.path.parent) == [project.path]
 
 
 def test_names_clash_and_non_projects_are_refused(project, tmp_path):

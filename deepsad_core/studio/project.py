@@ -149,7 +149,7 @@ class Project:
         return project
 
     @staticmethod
-    def list(workspace: str | os.PathLike) -> list[Path]:
+    def folders(workspace: str | os.PathLike) -> list[Path]:
         """Project folders in ``workspace``, newest first."""
         workspace = Path(workspace)
         if not workspace.is_dir():
