@@ -10,8 +10,9 @@ round, up to ``--budget``. Test ROC-AUC, at 0 labels and at the budget, of
 - studio: the app's default on photographs (``net="auto"``: the ensemble on the backbone's features);
 - IF and kNN on the same features (no labels), and a logistic regression on the labels (supervised).
 
-MNIST digit 0 (``--mnist``) checks that ``auto``, which keeps the LeNet for small grey images, is
-not beaten by the backbone there. Features are computed once per file, with their rate.
+MNIST digits (``--mnist``, ``--digits``) compare, on small grey images, the ensemble with the paper's
+LeNet on the pixels (lenet) and the ensemble on the backbone's features (studio). Features are
+computed once per file, with their rate. ``--summarise`` rewrites the report from the saved curves.
 
     python -m benchmarks.backbone_images --cifar ../shared/data/images/cifar10_test.npz \
         --mnist ../shared/data/images/mnist_test.npz
@@ -87,8 +88,9 @@ def run_one(data: str, path: str, features_file: str, normal: int, seed: int, bu
         if method == "scratch":
             net = "cifar10_lenet" if setup.X_pool.shape[1] == 3 else "mnist_lenet"
             config, chosen, flag = RoundConfig(detector="deepsad", net=net), setup, False
-        elif method == "auto":  # what the app does with these images, whatever it chooses
-            config, chosen, flag = RoundConfig(), setup, None
+        elif method == "lenet":  # the app's ensemble with the paper's LeNet on the pixels
+            net = "cifar10_lenet" if setup.X_pool.shape[1] == 3 else "mnist_lenet"
+            config, chosen, flag = RoundConfig(net=net), setup, False
         elif method == "head":
             config, chosen, flag = RoundConfig(detector="deepsad"), on_features, True
         else:  # studio: the ensemble on the features
@@ -131,9 +133,10 @@ def summarise(curves: pd.DataFrame, budget: int) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cifar", required=True, help="cifar10_test.npz")
-    p.add_argument("--mnist", default=None, help="mnist_test.npz: digit 0 as the check for small grey images")
-    p.add_argument("--classes", type=int_list, default=list(range(10)))
+    p.add_argument("--cifar", default=None, help="cifar10_test.npz")
+    p.add_argument("--mnist", default=None, help="mnist_test.npz: the check for small grey images")
+    p.add_argument("--classes", type=int_list, default=list(range(10)), help="CIFAR-10 classes")
+    p.add_argument("--digits", type=int_list, default=[0], help="MNIST digits")
     p.add_argument("--seeds", type=int_list, default=[0, 1, 2])
     p.add_argument("--budget", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=10)
@@ -141,12 +144,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "deepsad-benchmarks"))
     p.add_argument("--name", default="backbone_images")
+    p.add_argument("--summarise", action="store_true", help="only rewrite the report from the saved curves")
     args = p.parse_args(argv)
     cache, methods = Path(args.cache), args.methods.split(",")
     jobs, rates = [], {}
     for data, path, classes, chosen in (
         ("cifar10", args.cifar, args.classes, methods),
-        ("mnist", args.mnist, [0], ["auto", "studio"]),
+        ("mnist", args.mnist, args.digits, ["lenet", "studio"]),
     ):
         if path is None:
             continue
@@ -154,26 +158,45 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         jobs += [
             (data, path, str(file), c, s, args.budget, args.batch_size, chosen) for c in classes for s in args.seeds
         ]
-    with ProcessPoolExecutor(args.jobs) as pool:
-        curves = pd.concat([f.result() for f in [pool.submit(run_one, *job) for job in jobs]], ignore_index=True)
-    RESULTS_DIR.joinpath("backbone").mkdir(parents=True, exist_ok=True)
-    curves.to_csv(RESULTS_DIR / "backbone" / f"{args.name}.csv", index=False)
+    saved = RESULTS_DIR / "backbone" / f"{args.name}.csv"
+    if args.summarise:
+        curves = pd.read_csv(saved)
+    else:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            futures = [pool.submit(run_one, *job) for job in jobs]
+            curves = pd.concat([f.result() for f in futures], ignore_index=True)
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        curves.to_csv(saved, index=False)
     table = summarise(curves, args.budget)
-    cifar = table[table.data == "cifar10"]
-    means = {c: cifar[c].mean() for c in cifar.columns if "@" in c or "(" in c}
+    means = {
+        f"{data}: {c}": part[c].mean()
+        for data, part in table.groupby("data")
+        for c in part.columns
+        if ("@" in c or "(" in c) and part[c].notna().any()
+    }
     seconds = curves.groupby("method").run_seconds.mean()
+    checks = []
+    for base in ("scratch", "lenet"):
+        part = table.dropna(subset=[f"{base} @0"]) if f"{base} @0" in table else table.iloc[:0]
+        if len(part):
+            wins = [int((part[f"studio @{n}"] >= part[f"{base} @{n}"]).sum()) for n in (0, args.budget)]
+            checks.append(
+                f"studio at least {base} on {wins[0]} of {len(part)} classes with no labels and "
+                f"{wins[1]} of {len(part)} at {args.budget} labels"
+            )
     notes = [
         f"test ROC-AUC, mean over seeds {','.join(map(str, args.seeds))}; {args.batch_size} labels a round from "
         f"the default queue, up to {args.budget}",
         "scratch: Deep SAD with the paper's LeNet on the pixels; head: Deep SAD's MLP head on the backbone "
         "(EfficientNet-Lite0, ImageNet) features; studio: the app's default ensemble on those features; "
-        "auto: the app's default choice for these images (MNIST: the LeNet); "
+        "lenet: the app's ensemble with the paper's LeNet on the pixels; "
         "IF, kNN (k=10): no labels, on the features; supervised: logistic regression on the studio run's labels",
-        "CIFAR-10 mean over the classes: " + ", ".join(f"{c} {v:.3f}" for c, v in means.items()),
+        "mean over the classes: " + ", ".join(f"{c} {v:.3f}" for c, v in means.items()),
         "feature extraction (2 CPU threads, ONNX Runtime, 224 px): "
         + ", ".join(f"{d} {r:.0f} images/s" for d, r in rates.items()),
         "mean seconds per run (round 0 + every later round, one core): "
         + ", ".join(f"{m} {s:.0f}" for m, s in seconds.items()),
+        *checks,
     ]
     write_report(
         args.name,

@@ -260,9 +260,9 @@ def load_backbone(
 
 
 def wants_backbone(input_shape: tuple[int, ...]) -> bool:
-    """Photographs (colour, or larger than 32 px) get a pretrained backbone; small grey images (digits,
-    sketches) keep the paper's LeNets, which do as well on them (docs/design.md)."""
-    return len(input_shape) == 3 and (input_shape[0] == 3 or max(input_shape[1:]) > 32)
+    """Images of any kind get the pretrained backbone: photographs, and small grey images too, where it
+    also beats the paper's LeNets (MNIST, every digit: docs/benchmarks.md). Tables do not."""
+    return len(input_shape) == 3
 
 
 def extract_features(

@@ -143,7 +143,7 @@ def _add_train(commands) -> None:
     p.add_argument(
         "--net",
         default="auto",
-        help="auto (photographs: the pretrained backbone; small grey images: the paper's LeNet), backbone, "
+        help="auto (images: the pretrained backbone; tables: an MLP), backbone, "
         "mnist_lenet, fmnist_lenet, cifar10_lenet, conv or mlp",
     )
     p.add_argument("--backbone", default=None, help="efficientnet-lite0 (default), torchvision:<arch> or timm:<name>")

@@ -40,10 +40,10 @@ class RoundConfig:
     from the previous model with the centre fixed (``epochs_per_round``) at the paper's rate
     (``round_lr``). Why these values: docs/design.md.
 
-    ``net="auto"`` gives photographs (colour, or larger than 32 px) a pretrained ``backbone`` whose
-    features Deep SAD's MLP head and the other members train on; small grey images keep the paper's
-    LeNets. ``net="backbone"`` asks for the backbone on any images; a network name (``"mnist_lenet"``,
-    ``"fmnist_lenet"``, ``"cifar10_lenet"``, ``"conv"``, ``"mlp"``) asks for that network on the pixels.
+    ``net="auto"`` gives images a pretrained ``backbone`` whose features Deep SAD's MLP head and the
+    other members train on, and tables the paper's MLP (``"backbone"`` asks for the backbone outright);
+    a network name (``"mnist_lenet"``, ``"fmnist_lenet"``, ``"cifar10_lenet"``, ``"conv"``, ``"mlp"``)
+    asks for that network on the pixels.
     """
 
     detector: str = "ensemble"

@@ -94,8 +94,8 @@ def render_settings(project: Project) -> None:
         c1, c2, c3 = st.columns(3)
         net = c1.selectbox(
             "Network", NETWORKS, index=NETWORKS.index(config.net),
-            help="auto: photographs go through a pretrained backbone (EfficientNet-Lite0) and Deep SAD learns "
-            "on its features; small grey images use the paper's LeNet; tables an MLP.",
+            help="auto: images go through a pretrained backbone (EfficientNet-Lite0) and Deep SAD learns "
+            "on its features; tables use an MLP. The LeNets learn from the pixels.",
         )  # fmt: skip
         eta = c2.number_input("eta (weight of labeled samples)", 0.01, 100.0, float(config.eta))
         lr = c3.number_input("Learning rate, first round", 1e-5, 1e-1, float(config.lr), format="%.5f")

@@ -99,9 +99,9 @@ def test_feature_extraction_reports_progress_and_can_be_cancelled(lite0):
 
 @pytest.mark.parametrize(
     ("shape", "wanted"),
-    [((3, 32, 32), True), ((1, 64, 64), True), ((1, 28, 28), False), ((1, 32, 32), False), ((21,), False)],
+    [((3, 32, 32), True), ((1, 64, 64), True), ((1, 28, 28), True), ((1, 8, 8), True), ((21,), False)],
 )
-def test_auto_gives_photographs_the_backbone_and_digits_the_lenet(shape, wanted):
+def test_auto_gives_images_the_backbone_and_tables_the_mlp(shape, wanted):
     from deepsad_core.rounds import RoundConfig
 
     assert wants_backbone(shape) is wanted
