@@ -1,8 +1,9 @@
-"""Pretrained image backbones: a frozen network that turns each photo into a feature vector.
+"""Pretrained image backbones: a frozen network that turns each image into a feature vector.
 
 Deep SAD's own image networks learn from scratch on a few hundred images; on photographs they barely
-beat chance. A network pretrained on ImageNet already separates what people see as different, so the
-detector (Deep SAD with an MLP head, and the ensemble's other members) trains on its pooled features
+beat chance (CIFAR-10), and on digits the backbone does better too (docs/benchmarks.md). A network
+pretrained on ImageNet already separates what people see as different, so the detector (Deep SAD with
+an MLP head, and the ensemble's other members) trains on its pooled features
 instead, as PANDA (Reiss et al., CVPR 2021) does.
 
 The default, ``"efficientnet-lite0"``, is EfficientNet-Lite0 (Tan & Le 2019; the Lite variants have no
@@ -78,6 +79,7 @@ class FeatureExtractor(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         for p in self.parameters():
             p.requires_grad_(False)
+        self.eval()  # frozen: BatchNorm on its running statistics, no dropout, whoever calls it
         with torch.no_grad():
             self.dim = int(self(torch.zeros(1, 3, 32, 32)).shape[1])
         self._onnx: dict[int, bytes] = {}

@@ -206,4 +206,7 @@ def test_a_photo_project_trains_on_backbone_features_kept_per_backbone(tmp_path,
     other = offline("torchvision:mobilenet_v3_small")
     assert other.key() != lite0.key()
     assert np.load(project.path / "data" / f"features-{other.key()}.npy").shape == (40, 576)
+    # each round says which features its model learned on; the switch trained a fresh one
+    assert [r.row["metrics"]["features_key"] for r in project.rounds()] == [lite0.key(), other.key()]
+    assert load_model(project.current_round().path / "model").input_shape_ == (576,)
     np.testing.assert_array_equal(np.load(cached), features)  # the first backbone's features are untouched

@@ -313,7 +313,8 @@ class Project:
         view = done[number]
         model = load_model(view.path / "model", device="cpu")
         config = RoundConfig.from_dict({**RoundConfig().to_dict(), **(view.row["config"] or {})})
-        on_features = config.uses_backbone(tuple(self.meta["input_shape"]))
+        # the model itself says what it was trained on: images' features (1-D input) or the images
+        on_features = len(model.input_shape_) == 1 and len(self.meta["input_shape"]) == 3
         if out is None:
             out, force = self.path / _EXPORTS / f"round-{number:04d}.zip", True
         out = Path(out)

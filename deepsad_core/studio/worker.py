@@ -145,7 +145,11 @@ class RoundWorker:
             semi = project.semi_targets()
             X, extractor = project.model_input(config, progress=self._on_features)
             previous = project.current_round()
-            model, note = self._last_loadable_model()
+            model, view, note = self._last_loadable_model()
+            features_key = extractor.key() if extractor is not None else None
+            trained_on = (view.row["metrics"] or {}).get("features_key") if view is not None else None
+            if trained_on != features_key:
+                model = None  # trained on other input (another backbone's features, or none): start afresh
             model = fit_round(model, X, semi, config, callback=self._on_progress, on_features=extractor is not None)
             self._set(phase="score", message="scoring every sample")
             out = score_and_queue(model, X, semi, config, number)
@@ -155,6 +159,8 @@ class RoundWorker:
             metrics["fit_seconds"] = time.perf_counter() - t0
             if note:
                 metrics["note"] = note
+            if features_key is not None:
+                metrics["features_key"] = features_key  # which backbone's features this model learned on
 
             def write(folder: Path) -> None:
                 model.save(folder / "model")
@@ -192,8 +198,8 @@ class RoundWorker:
         return self.status()
 
     def _last_loadable_model(self):
-        """The newest finished round's model that loads, and a note when that is not the current round's
-        (a damaged model folder must not stop every later round); no model at all trains afresh."""
+        """The newest finished round's model that loads, its round, and a note when that is not the
+        current round (a damaged model folder must not stop every later round); none trains afresh."""
         skipped = []
         for view in reversed([r for r in self.project.rounds() if r.status == "done"]):
             try:
@@ -201,10 +207,9 @@ class RoundWorker:
             except Exception as e:  # damaged or missing files: try the round before
                 skipped.append(f"round {view.number} ({type(e).__name__}: {e})")
                 continue
-            return model, (
-                f"continued from round {view.number}; could not load {', '.join(skipped)}" if skipped else ""
-            )
-        return None, (f"trained afresh; could not load {', '.join(skipped)}" if skipped else "")
+            note = f"continued from round {view.number}; could not load {', '.join(skipped)}" if skipped else ""
+            return model, view, note
+        return None, None, (f"trained afresh; could not load {', '.join(skipped)}" if skipped else "")
 
     def _on_features(self, done: int, total: int, seconds_left: float) -> bool:
         self._set(phase="features", epoch=done, epochs=total, loss=None, seconds_left=seconds_left,
