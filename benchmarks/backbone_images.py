@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     ]
     write_report(
         args.name,
-        "Photographs: pretrained backbone against Deep SAD from scratch",
+        "Photographs: pretrained backbone against Deep SAD from scratch"
+        if args.cifar
+        else "Digits: pretrained backbone against the paper's LeNet",
         command_line("backbone_images", argv),
         notes,
         table.round(3),
