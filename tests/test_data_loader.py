@@ -290,3 +290,10 @@ def test_an_npz_declaring_more_than_the_limit_is_refused_before_inflating(tmp_pa
     # under the default limit it is read, and its thousand constant columns are summed up, not listed
     with pytest.raises(DataError, match=r"'f4': constant \(every value is 0.0\); and 995 more\)"):
         load_dataset(tmp_path / "zeros.npz")
+
+
+def test_a_wide_file_with_a_repeated_column_name_is_refused_naming_it():
+    names = [f"c{i}" for i in range(5000)] + ["c17"]
+    text = ",".join(names) + "\n" + ",".join("1" for _ in names) + "\n"
+    with pytest.raises(DataError, match=r"duplicate column names: 'c17'; rename them"):
+        load_dataset(text.encode(), filename="wide.csv")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -115,8 +116,9 @@ def read_table(data: bytes | Path, name: str) -> pd.DataFrame:
         df = _read_parquet(data, name)
     else:
         df = _read_csv(data, name)
-    df.columns = [str(c).strip() for c in df.columns]
-    dupes = sorted({c for c in df.columns if list(df.columns).count(c) > 1})
+    names = [str(c).strip() for c in df.columns]
+    df.columns = names
+    dupes = sorted(c for c, k in Counter(names).items() if k > 1)  # one pass: a file may have 100k columns
     if dupes:
         raise DataError(f"{name} has duplicate column names: {', '.join(repr(c) for c in dupes)}; rename them")
     return df
