@@ -74,8 +74,11 @@ def load_simulation_data(
         raise DataError(
             f"{Path(path).name}: no sample has the class {normal_class}; classes: {sorted(set(y.tolist()))}"
         )
-    pool, test = simulation_split(y, seed, normal_class, pollution)
     anomalous = dataset.truth.astype(bool)
+    if anomalous.all() or not anomalous.any():
+        kind = "anomalous" if anomalous.all() else "normal"
+        raise DataError(f"{Path(path).name}: every sample is {kind} by its truth; a simulated expert needs both kinds")
+    pool, test = simulation_split(y, seed, normal_class, pollution)
     if dataset.kind == "image":
         X_pool, X_test = np.asarray(dataset.X[pool]), np.asarray(dataset.X[test])
     else:  # the numeric values as read (constant columns too): the paper's scaling is fitted on the pool alone

@@ -89,6 +89,9 @@ def test_a_file_without_truth_is_refused_with_a_data_error(tmp_path):
     np.savez(tmp_path / "no_truth.npz", X=np.zeros((10, 8, 8, 3), np.uint8))
     with pytest.raises(DataError, match="no truth"):
         load_simulation_data(tmp_path / "no_truth.npz", seed=0)
+    np.savez(tmp_path / "normal.npz", X=np.random.default_rng(0).random((10, 3)), y=np.zeros(10, int))
+    with pytest.raises(DataError, match="every sample is normal"):
+        load_simulation_data(tmp_path / "normal.npz", seed=0)
     np.savez(tmp_path / "odd.npz", X=np.zeros((10, 8, 8, 5), np.uint8), y=np.zeros(10, int))
     with pytest.raises(DataError, match="1 or 3 channels"):
         load_simulation_data(tmp_path / "odd.npz", seed=0)
