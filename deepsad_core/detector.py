@@ -173,8 +173,7 @@ class Detector:
             yield from self._images(_read_arrays(Path(data), Path(data).name)[0])
             return
         if isinstance(data, (str, Path)) and Path(data).suffix.lower() == ".zip":
-            for member, content in image_zip_members(Path(data)):
-                yield open_image(io.BytesIO(content), member)
+            yield from images_in_zip(Path(data))[1]
             return
         items = list(data) if isinstance(data, (list, tuple)) else [data]
         if items and all(isinstance(p, Image.Image) for p in items):
@@ -184,7 +183,7 @@ class Detector:
         if len(paths) == 1 and paths[0].is_dir():
             paths = sorted(p for p in paths[0].rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         for p in paths:
-            yield open_image(p, str(p))
+            yield _open_image(p, str(p))
 
     # --- scoring ----------------------------------------------------------------------------------
 
@@ -257,17 +256,19 @@ def _refuse_external_data(model: bytes) -> None:
         )
 
 
-def open_image(source: Path | io.BytesIO, name: str) -> Image.Image:
-    """An image file, or ``DataError`` naming it."""
+def _open_image(source: Path | io.BytesIO, name: str) -> Image.Image:
+    """An image file, opened lazily, or ``DataError`` naming it."""
     try:
         return Image.open(source)
     except (OSError, ValueError) as e:
         raise DataError(f"{name} is not a readable image: {e}") from None
 
 
-def image_zip_members(path: Path) -> list[tuple[str, bytes]]:
-    """``(member name, bytes)`` of every image in a ZIP, under the loader's limits (bombs, odd names)."""
-    return list(zip_members(path.read_bytes(), path.name, LoadLimits(), IMAGE_SUFFIXES))
+def images_in_zip(path: Path) -> tuple[list[str], list[Image.Image]]:
+    """The member names and the (lazily opened) images of a ZIP, under the loader's limits (bombs, odd
+    names); the archive is read once."""
+    members = list(zip_members(path.read_bytes(), path.name, LoadLimits(), IMAGE_SUFFIXES))
+    return [name for name, _ in members], [_open_image(io.BytesIO(data), name) for name, data in members]
 
 
 def load_detector(path: str | Path, backend: str = "onnx", verify_key: bytes | str | Path | None = None) -> Detector:

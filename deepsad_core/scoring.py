@@ -19,7 +19,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from deepsad_core.data.tables import _decode_head, _sniff_delimiter
-from deepsad_core.detector import Detector, image_zip_members, open_image
+from deepsad_core.detector import Detector, images_in_zip
 from deepsad_core.exceptions import DataError
 from deepsad_core.threshold import flag
 
@@ -119,9 +119,8 @@ def score_to_file(
     try:
         if frames is None:  # arrays or images: one go
             if detector.kind == "image" and suffix == ".zip":
-                members = image_zip_members(source)
-                names = [name for name, _ in members]
-                scores = detector.decision_function([open_image(io.BytesIO(data), name) for name, data in members])
+                names, images = images_in_zip(source)
+                scores = detector.decision_function(images)
             else:
                 scores = detector.decision_function(source)
                 names = _image_names(source) if detector.kind == "image" else None
