@@ -24,6 +24,8 @@ import hashlib
 import io
 import json
 import math
+import os
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -41,6 +43,7 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "BackboneError",
     "FeatureExtractor",
+    "cached_features",
     "extract_features",
     "load_backbone",
     "wants_backbone",
@@ -297,3 +300,27 @@ def extract_features(
             if progress(done, len(X), (len(X) - done) / rate):
                 raise TrainingCancelled("cancelled while computing image features")
     return out
+
+
+def cached_features(
+    extractor: FeatureExtractor,
+    X: np.ndarray,
+    folder: Path,
+    progress: Callable[[int, int, float], bool | None] | None = None,
+) -> np.ndarray:
+    """:func:`extract_features`, kept in ``folder/features-<key>.npy`` and computed only once.
+
+    The key changes with the backbone's name, weights or input size, so another backbone never reads
+    features that are not its own. The file is written aside, flushed and renamed: whole or absent.
+    """
+    path = Path(folder) / f"features-{extractor.key()}.npy"
+    if not path.exists():
+        features = extract_features(extractor, X, progress=progress)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
+        with open(tmp, "wb") as f:
+            np.save(f, features)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        path.with_suffix(".json").write_text(json.dumps(extractor.identity()))
+    return np.load(path)

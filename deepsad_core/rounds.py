@@ -7,11 +7,19 @@ what is benchmarked is what the app runs.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deepsad_core.backbone import DEFAULT_BACKBONE, FeatureExtractor, extract_features, load_backbone, wants_backbone
+from deepsad_core.backbone import (
+    DEFAULT_BACKBONE,
+    FeatureExtractor,
+    cached_features,
+    extract_features,
+    load_backbone,
+    wants_backbone,
+)
 from deepsad_core.ensemble import DEFAULT_PRIOR_WEIGHTS, DeepSADEnsemble
 from deepsad_core.estimator import DeepSAD
 from deepsad_core.query import DEFAULT_MIX, Pick, QueryPool, QueryStrategy, make_strategy
@@ -148,13 +156,18 @@ def fit_round(
     return model.fit(X, semi_targets, warm_start=True, epochs=config.epochs_per_round, callback=callback)
 
 
-def model_input(X: np.ndarray, config: RoundConfig, progress=None) -> tuple[np.ndarray, FeatureExtractor | None]:
+def model_input(
+    X: np.ndarray, config: RoundConfig, progress=None, cache: Path | None = None
+) -> tuple[np.ndarray, FeatureExtractor | None]:
     """What the detector trains on: ``X`` itself, or its backbone features when ``config`` asks for them
     (with the extractor, which the exported bundle needs). ``progress`` as in
-    :func:`~deepsad_core.backbone.extract_features`."""
+    :func:`~deepsad_core.backbone.extract_features`; with ``cache`` (a folder) the features are kept
+    there and computed once (:func:`~deepsad_core.backbone.cached_features`)."""
     if not config.uses_backbone(X.shape[1:]):
         return X, None
     extractor = load_backbone(config.backbone)
+    if cache is not None:
+        return cached_features(extractor, X, cache, progress), extractor
     return extract_features(extractor, X, progress=progress), extractor
 
 

@@ -176,7 +176,10 @@ def test_a_photo_project_trains_on_backbone_features_kept_per_backbone(tmp_path,
     def offline(name, weights=None, pretrained=True):
         return bb.load_backbone(name, weights, pretrained=name == bb.DEFAULT_BACKBONE)
 
-    monkeypatch.setattr(project_module, "load_backbone", offline)
+    from deepsad_core import rounds
+
+    monkeypatch.setattr(project_module, "load_backbone", offline)  # export
+    monkeypatch.setattr(rounds, "load_backbone", offline)  # features
     project = Project.create(tmp_path / "ws", "photos", photo_npz)
     project.update_round_config(**QUICK)
     worker = RoundWorker(project)

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,11 +30,11 @@ import numpy as np
 import pandas as pd
 
 from deepsad_core.atomic import atomic_folder
-from deepsad_core.backbone import FeatureExtractor, extract_features, load_backbone
+from deepsad_core.backbone import FeatureExtractor, load_backbone
 from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
 from deepsad_core.exceptions import DataError, ProjectNameError, RoundBusyError
 from deepsad_core.labels import semi_targets
-from deepsad_core.rounds import RoundConfig
+from deepsad_core.rounds import RoundConfig, model_input
 from deepsad_core.studio.store import ProjectStore, now
 
 __all__ = ["Project", "RoundView", "slugify"]
@@ -204,20 +203,8 @@ class Project:
         and kept in ``data/features-<key>.npy``; the key changes with the backbone's name, weights or
         input size, so another backbone never reads features that are not its own.
         """
-        if not config.uses_backbone(tuple(self.meta["input_shape"])):
-            return np.asarray(self.X), None
-        extractor = load_backbone(config.backbone)
-        path = self.path / _DATA / f"features-{extractor.key()}.npy"
-        if not path.exists():
-            features = extract_features(extractor, self.X, progress=progress)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
-            with open(tmp, "wb") as f:  # whole or absent: written aside, flushed, then renamed
-                np.save(f, features)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-            path.with_suffix(".json").write_text(json.dumps(extractor.identity()))
-        return np.load(path), extractor
+        X, extractor = model_input(self.X, config, progress, cache=self.path / _DATA)
+        return np.asarray(X), extractor
 
     def truth(self) -> np.ndarray | None:
         """Ground truth for metrics only: never for training, queues or thresholds."""
