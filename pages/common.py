@@ -19,8 +19,7 @@ from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
 
 from deepsad_core.exceptions import DeepSADError
-from deepsad_core.projection import start_map_process
-from deepsad_core.studio import Project
+from deepsad_core.studio import Project, start_map_process
 from deepsad_core.studio.worker import RoundWorker
 
 SAMPLE_DIR = Path(__file__).parents[1] / "sample_data"

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from deepsad_core.data import load_dataset, read_any_table
-from deepsad_core.detector import load_detector
 from deepsad_core.exceptions import DeepSADError
-from deepsad_core.studio import Project
-from deepsad_core.threshold import flag, tradeoff_curve
+from deepsad_core.studio import Project, load_detector, tradeoff_curve
 from pages.common import project_page, without_paths
 
 
@@ -59,23 +55,6 @@ def render_download(project: Project, threshold: float) -> None:
         )  # fmt: skip
 
 
-def score_upload(project: Project, bundle: str, upload) -> pd.DataFrame:
-    detector = load_detector(bundle)
-    if project.kind == "tabular":
-        frame = read_any_table(upload, filename=upload.name)
-        scores = detector.decision_function(frame)
-        ids = [c for c in project.preprocessor.ignored if c in frame.columns]
-        out = frame[ids].copy() if ids else pd.DataFrame({"row": np.arange(len(frame))})
-    else:
-        pre = project.preprocessor
-        data = load_dataset(upload, filename=upload.name, image_size=pre.size, channels=pre.channels)
-        scores = detector.score_features(data.X)
-        out = pd.DataFrame({"file": data.ids})
-    out["score"] = scores
-    out["anomaly"] = flag(scores, detector.threshold_)
-    return out.sort_values("score", ascending=False)
-
-
 def render_scoring(project: Project) -> None:
     st.subheader("Score new data with the bundle")
     bundle = st.session_state.get("export.bundle")
@@ -87,7 +66,7 @@ def render_scoring(project: Project) -> None:
     if upload is None:
         return
     try:
-        scored = score_upload(project, bundle, upload)
+        scored = project.score_upload(bundle, upload)
     except DeepSADError as e:
         st.error(f"This file cannot be scored: {without_paths(e)}")
         return

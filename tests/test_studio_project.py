@@ -213,3 +213,19 @@ def test_a_photo_project_trains_on_backbone_features_kept_per_backbone(tmp_path,
     assert [r.row["metrics"]["features_key"] for r in project.rounds()] == [lite0.key(), other.key()]
     assert load_model(project.current_round().path / "model").input_shape_ == (576,)
     np.testing.assert_array_equal(np.load(cached), features)  # the first backbone's features are untouched
+
+
+def test_an_upload_is_scored_with_a_bundle_keeping_its_ids(project, tmp_path):
+    import io
+
+    from deepsad_core.studio.worker import RoundWorker
+
+    project.update_round_config(**QUICK)
+    assert RoundWorker(project).run().state == "done"
+    bundle = project.export(out=tmp_path / "b.zip")
+    upload = io.BytesIO(b"id,a,b\nnew-1,1.0,2.0\nnew-2,500.0,3.0\n")
+    upload.name = "new.csv"
+    scored = project.score_upload(bundle, upload)
+    assert list(scored.columns) == ["id", "score", "anomaly"]
+    assert set(scored["id"]) == {"new-1", "new-2"}
+    assert scored["score"].is_monotonic_decreasing  # most anomalous first

@@ -31,11 +31,19 @@ import pandas as pd
 
 from deepsad_core.atomic import atomic_folder
 from deepsad_core.backbone import FeatureExtractor, load_backbone
-from deepsad_core.data import Dataset, ImagePreprocessor, TabularPreprocessor, load_dataset, preprocessor_from_dict
+from deepsad_core.data import (
+    Dataset,
+    ImagePreprocessor,
+    TabularPreprocessor,
+    load_dataset,
+    preprocessor_from_dict,
+    read_any_table,
+)
 from deepsad_core.exceptions import DataError, ProjectNameError, RoundBusyError
 from deepsad_core.labels import semi_targets
 from deepsad_core.rounds import RoundConfig, model_input
 from deepsad_core.studio.store import ProjectStore, now
+from deepsad_core.threshold import flag
 
 __all__ = ["Project", "RoundView", "slugify"]
 
@@ -344,6 +352,26 @@ class Project:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def score_upload(self, bundle: str | os.PathLike, upload: Any) -> pd.DataFrame:
+        """Score an uploaded file (a table with the project's columns, or a ZIP of images) with a bundle:
+        id columns (or row numbers, or file names), ``score`` and ``anomaly``, most anomalous first."""
+        from deepsad_core.detector import load_detector
+
+        detector = load_detector(bundle)
+        if self.kind == "tabular":
+            frame = read_any_table(upload, filename=upload.name)
+            scores = detector.decision_function(frame)
+            ids = [c for c in self.preprocessor.ignored if c in frame.columns]
+            out = frame[ids].copy() if ids else pd.DataFrame({"row": np.arange(len(frame))})
+        else:
+            pre = self.preprocessor
+            data = load_dataset(upload, filename=upload.name, image_size=pre.size, channels=pre.channels)
+            scores = detector.score_features(data.X)
+            out = pd.DataFrame({"file": data.ids})
+        out["score"] = scores
+        out["anomaly"] = flag(scores, detector.threshold_)
+        return out.sort_values("score", ascending=False)
 
     def next_round_number(self) -> int:
         return max((r["number"] for r in self.store.rounds()), default=-1) + 1
