@@ -33,7 +33,7 @@ from deepsad_core.bundle_format import (
 )
 from deepsad_core.data.archive import zip_members
 from deepsad_core.data.dataset import LoadLimits
-from deepsad_core.data.images import IMAGE_SUFFIXES
+from deepsad_core.data.images import IMAGE_SUFFIXES, open_within_limits
 from deepsad_core.data.loader import read_any_table
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor, preprocessor_from_dict
 from deepsad_core.exceptions import DataError, DeepSADError
@@ -183,7 +183,7 @@ class Detector:
         if len(paths) == 1 and paths[0].is_dir():
             paths = sorted(p for p in paths[0].rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         for p in paths:
-            yield _open_image(p, str(p))
+            yield _open_image(p.read_bytes(), str(p))
 
     # --- scoring ----------------------------------------------------------------------------------
 
@@ -256,19 +256,19 @@ def _refuse_external_data(model: bytes) -> None:
         )
 
 
-def _open_image(source: Path | io.BytesIO, name: str) -> Image.Image:
-    """An image file, opened lazily, or ``DataError`` naming it."""
+def _open_image(data: bytes, name: str) -> Image.Image:
+    """An image file, opened lazily under the loader's per-image limits, or ``DataError`` naming it."""
     try:
-        return Image.open(source)
+        return open_within_limits(data, LoadLimits())
     except (OSError, ValueError) as e:
-        raise DataError(f"{name} is not a readable image: {e}") from None
+        raise DataError(f"{name} is not a usable image: {e}") from None
 
 
 def images_in_zip(path: Path) -> tuple[list[str], list[Image.Image]]:
     """The member names and the (lazily opened) images of a ZIP, under the loader's limits (bombs, odd
     names); the archive is read once."""
     members = list(zip_members(path.read_bytes(), path.name, LoadLimits(), IMAGE_SUFFIXES))
-    return [name for name, _ in members], [_open_image(io.BytesIO(data), name) for name, data in members]
+    return [name for name, _ in members], [_open_image(data, name) for name, data in members]
 
 
 def load_detector(path: str | Path, backend: str = "onnx", verify_key: bytes | str | Path | None = None) -> Detector:

@@ -2,6 +2,7 @@
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -250,22 +251,48 @@ def test_images_declaring_too_many_pixels_are_refused_before_decoding():
         load_dataset(_zip(members), filename="shots.zip", limits=LoadLimits(max_decoded_bytes=10_000))
 
 
-def test_a_zip_of_png_bombs_is_decoded_one_image_at_a_time(tmp_path):
+def _peak_load(path: Path, limits: str = "LoadLimits()") -> tuple[str, float, float]:
+    """Load ``path`` in a fresh process: what it said, its peak memory in GB, and seconds taken."""
     import subprocess
     import sys
 
-    # twelve 8192 x 8192 single-colour PNGs: a few MB of ZIP that decode to 200 MB each (2.4 GB together)
-    bomb = _png((8192, 8192))
-    (tmp_path / "bombs.zip").write_bytes(_zip({f"b/{i:02d}.png": bomb for i in range(12)}))
     script = (
-        "import resource, sys; from deepsad_core.data import load_dataset; "
-        f"ds = load_dataset({str(tmp_path / 'bombs.zip')!r}, image_size=32); "
-        "print(len(ds), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "import resource, sys, time; from deepsad_core.data import LoadLimits, load_dataset\n"
+        "from deepsad_core.exceptions import DataError\n"
+        "start = time.perf_counter()\n"
+        f"try: said = 'loaded %d' % len(load_dataset({str(path)!r}, image_size=32, limits={limits}))\n"
+        "except DataError as e: said = 'refused: %s' % e\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter() - start, said)"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
-    loaded, peak_kb = map(int, out.stdout.split())
-    assert loaded == 12
-    assert peak_kb < 1.5 * 1024**2, f"peak memory {peak_kb / 1024**2:.2f} GB"
+    peak_kb, seconds, said = out.stdout.split(" ", 2)
+    return said.strip(), int(peak_kb) / 1024**2, float(seconds)
+
+
+def test_a_zip_of_png_bombs_is_refused_at_once_from_the_headers(tmp_path):
+    # forty 8000 x 8000 single-colour PNGs: 8 MB of ZIP that decode to 7.7 GB
+    bomb = _png((8000, 8000))
+    (tmp_path / "bombs.zip").write_bytes(_zip({f"b/{i:02d}.png": bomb for i in range(40)}))
+    said, peak_gb, seconds = _peak_load(tmp_path / "bombs.zip")
+    assert said.startswith("refused: ") and "expand 948-fold once decoded" in said and "decompression bomb" in said
+    assert peak_gb < 1.5 and seconds < 10, (peak_gb, seconds)
+
+
+def test_large_images_are_decoded_one_at_a_time(tmp_path):
+    # twelve 8192 x 8192 PNGs, let past the bomb check: 200 MB each once decoded, 2.4 GB together
+    bomb = _png((8192, 8192))
+    (tmp_path / "big.zip").write_bytes(_zip({f"b/{i:02d}.png": bomb for i in range(12)}))
+    said, peak_gb, _ = _peak_load(tmp_path / "big.zip", limits="LoadLimits(max_compression_ratio=1e9)")
+    assert said == "loaded 12"
+    assert peak_gb < 1.5, f"peak memory {peak_gb:.2f} GB"
+
+
+def test_a_large_image_that_compresses_like_a_photo_is_kept():
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    Image.fromarray((rng.random((1500, 1500, 3)) * 255).astype(np.uint8)).save(buffer, "PNG")
+    members = {f"img/{i}.png": buffer.getvalue() for i in range(2)}
+    assert len(load_dataset(_zip(members), filename="noise.zip", image_size=16)) == 2
 
 
 def test_large_jpegs_decode_reduced_and_the_same_way_for_training_and_scoring(tmp_path):
@@ -282,14 +309,26 @@ def test_large_jpegs_decode_reduced_and_the_same_way_for_training_and_scoring(tm
 
 
 def test_an_npz_declaring_more_than_the_limit_is_refused_before_inflating(tmp_path):
-    # a million zeros compress to about a kilobyte: the size is read from the headers, not inflated
-    np.savez_compressed(tmp_path / "zeros.npz", X=np.zeros((1000, 1000), np.float32))
-    assert (tmp_path / "zeros.npz").stat().st_size < 20_000
+    # the sizes are read from the headers, not inflated
+    np.savez_compressed(tmp_path / "noise.npz", X=np.random.default_rng(0).random((1000, 1000), np.float32))
     with pytest.raises(DataError, match=r"would unpack to more than 1.0 MB \('X.npy' declares 4.0 MB\)"):
-        load_dataset(tmp_path / "zeros.npz", limits=LoadLimits(max_uncompressed_bytes=1_000_000))
-    # under the default limit it is read, and its thousand constant columns are summed up, not listed
+        load_dataset(tmp_path / "noise.npz", limits=LoadLimits(max_uncompressed_bytes=1_000_000))
+    # a million zeros compress to about a kilobyte, but only large arrays are bombs: it is read, and its
+    # thousand constant columns are summed up, not listed
+    np.savez_compressed(tmp_path / "zeros.npz", X=np.zeros((1000, 1000), np.float32))
     with pytest.raises(DataError, match=r"'f4': constant \(every value is 0.0\); and 995 more\)"):
         load_dataset(tmp_path / "zeros.npz")
+
+
+def test_an_npz_bomb_is_refused_from_its_headers(tmp_path):
+    # an array member that declares 400 MB of zeros, written in slices: 0.4 MB on disk
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as zf, zf.open("X.npy", "w") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100_000, 1000)})
+        for _ in range(100):
+            f.write(bytes(4_000_000))
+    said, peak_gb, seconds = _peak_load(tmp_path / "bomb.npz")
+    assert said.startswith("refused: ") and "'X.npy' declares 400.0 MB from 388.9 KB (1029-fold" in said
+    assert peak_gb < 1.5 and seconds < 10, (peak_gb, seconds)
 
 
 def test_a_wide_file_with_a_repeated_column_name_is_refused_naming_it():

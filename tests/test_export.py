@@ -6,6 +6,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from deepsad_core import DeepSAD, load_detector
 from deepsad_core.data import DataError, load_dataset
@@ -58,6 +59,14 @@ def test_image_bundle_scores_like_the_live_model(image_bundle, backend):
     pixels, ds, model, out = image_bundle
     detector = load_detector(out, backend)
     assert _max_rel(detector.decision_function(pixels), model.decision_function(ds.X)) <= 1e-4
+
+
+def test_image_bundle_refuses_a_bomb_naming_the_file(image_bundle, tmp_path):
+    *_, out = image_bundle
+    Image.new("L", (8000, 8000)).save(tmp_path / "flat.png")  # 60 KB that decode to 64 MB
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "fine.png")
+    with pytest.raises(DataError, match=r"flat.png is not a usable image: 8000x8000 pixels .* decompression bomb"):
+        load_detector(out).decision_function([tmp_path / "fine.png", tmp_path / "flat.png"])
 
 
 def test_manifest_records_what_a_user_needs(table_bundle):

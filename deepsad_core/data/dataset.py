@@ -22,7 +22,7 @@ class LoadLimits:
     max_samples: int = 5_000_000
     max_zip_members: int = 100_000
     max_uncompressed_bytes: int = 4 * 1024**3
-    max_compression_ratio: float = 200.0  # per ZIP member, beyond which it is treated as a bomb
+    max_compression_ratio: float = 200.0  # per ZIP member, .npz array or large image: beyond it, a bomb
     max_categories: int = 20  # one-hot encode categorical columns up to this many levels
     max_image_side: int = 8192
     max_image_pixels: int = 64 * 1024**2  # per image: a 65 KB PNG can declare 8192 x 8192

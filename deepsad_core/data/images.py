@@ -14,11 +14,12 @@ from deepsad_core.data.dataset import Dataset, LoadLimits, LoadReport
 from deepsad_core.data.preprocess import ImagePreprocessor
 from deepsad_core.exceptions import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "NORMAL_FOLDER_NAMES", "load_images"]
+__all__ = ["IMAGE_SUFFIXES", "NORMAL_FOLDER_NAMES", "load_images", "open_within_limits"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NORMAL_FOLDER_NAMES = ("normal", "good", "ok", "inlier", "inliers", "nominal")
 MAX_WORKING_SIDE = 64  # default working size cap: small enough to train on a CPU
+RATIO_CHECKED_BYTES = 4 * 1024**2  # smaller images may compress as well as they like (icons, flat scans)
 
 
 def _folder_files(root: Path, limits: LoadLimits) -> list[tuple[str, bytes]]:
@@ -38,14 +39,25 @@ def _folder_files(root: Path, limits: LoadLimits) -> list[tuple[str, bytes]]:
     return files
 
 
-def _header(data: bytes, limits: LoadLimits) -> Image.Image:
+class _Refused(ValueError):
+    """An image over a limit: readable, but not decoded."""
+
+
+def open_within_limits(data: bytes, limits: LoadLimits) -> Image.Image:
     """The image opened lazily (size and mode only, nothing decoded), within the per-image limits."""
     image = Image.open(io.BytesIO(data))
     width, height = image.size
     if max(width, height) > limits.max_image_side:
-        raise ValueError(f"{width}x{height} pixels, more than {limits.max_image_side} a side")
+        raise _Refused(f"{width}x{height} pixels, more than {limits.max_image_side} a side")
     if width * height > limits.max_image_pixels:
-        raise ValueError(f"{width}x{height} pixels, more than {limits.max_image_pixels / 1e6:.0f} million")
+        raise _Refused(f"{width}x{height} pixels, more than {limits.max_image_pixels / 1e6:.0f} million")
+    decoded = _decoded_bytes(image)
+    # a photograph compresses a few-fold; a large image that expands hundreds-fold is one colour, a bomb
+    if decoded > RATIO_CHECKED_BYTES and decoded > limits.max_compression_ratio * len(data):
+        raise _Refused(
+            f"{width}x{height} pixels from {len(data) / 1e3:.0f} KB expand {decoded / len(data):.0f}-fold "
+            f"once decoded, more than {limits.max_compression_ratio:.0f}-fold (a decompression bomb)"
+        )
     return image
 
 
@@ -94,12 +106,14 @@ def load_images(
     headers = []
     for member, data in files:
         try:
-            headers.append((member, _header(data, limits)))
+            headers.append((member, open_within_limits(data, limits)))
+        except _Refused as e:
+            report.skipped_files[member] = f"refused: {e}"
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             report.skipped_files[member] = f"not a readable image ({str(e).strip() or type(e).__name__})"
     if not headers:
         raise DataError(
-            f"{name}: none of its {len(files)} image files could be read, e.g. "
+            f"{name}: none of its {len(files)} image files could be used, e.g. "
             + "'{}': {}".format(*next(iter(report.skipped_files.items())))
         )
     declared = sum(_decoded_bytes(image) for _, image in headers)

@@ -27,6 +27,7 @@ SUPPORTED_SUFFIXES = (*TABLE_SUFFIXES, *ARRAY_SUFFIXES, ".zip")
 ID_COLUMN_NAMES = ("id", "sample_id")
 TRUTH_COLUMN_NAMES = ("truth", "is_anomaly", "anomaly", "outlier")
 NORMAL_VALUES = ("normal", "good", "ok", "inlier", "benign", "nominal", "0", "false", "no")
+RATIO_CHECKED_BYTES = 64 * 1024**2  # arrays past this size must not expand past the compression-ratio limit
 
 
 def _read_source(source: Any, name: str | None, limits: LoadLimits) -> tuple[bytes | Path, str]:
@@ -212,7 +213,7 @@ def _from_table(
 
 
 def _size(n: float) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB"
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.1f} KB"
 
 
 def _check_npz_sizes(data: bytes | Path, name: str, limits: LoadLimits) -> None:
@@ -236,6 +237,14 @@ def _check_npz_sizes(data: bytes | Path, name: str, limits: LoadLimits) -> None:
                 declared = max(declared, int(np.prod(shape, dtype=np.float64)) * dtype.itemsize)
             except (ValueError, OSError, zipfile.BadZipFile, EOFError):
                 pass  # np.load reports a malformed member itself
+            # small arrays may compress as well as they like (0/1 truth does, several hundred-fold)
+            ratio = declared / max(info.compress_size, 1)
+            if declared > RATIO_CHECKED_BYTES and ratio > limits.max_compression_ratio:
+                raise DataError(
+                    f"{name} is refused as a bomb: '{info.filename}' declares {_size(declared)} from "
+                    f"{_size(info.compress_size)} ({ratio:.0f}-fold; the limit is "
+                    f"{limits.max_compression_ratio:.0f}-fold)"
+                )
             total += declared
             if total > limits.max_uncompressed_bytes:
                 raise DataError(
