@@ -111,7 +111,7 @@ def run_one(data: str, path: str, features_file: str, normal: int, seed: int, bu
 
 def _at(curves: pd.DataFrame, labels: int) -> pd.DataFrame:
     runs = curves.groupby(["data", "normal_class", "method", "seed"], sort=False)
-    return runs.apply(lambda r: r[r.labels_used <= labels].iloc[-1], include_groups=False).reset_index()
+    return runs.apply(lambda r: r[r.n_labels <= labels].iloc[-1], include_groups=False).reset_index()
 
 
 def summarise(curves: pd.DataFrame, budget: int) -> pd.DataFrame:

@@ -63,7 +63,7 @@ def run_one(name: str, path: str, seed: int, budget: int, batch_size: int) -> pd
 def _at(curves: pd.DataFrame, labels: int) -> pd.DataFrame:
     """Each run's row at ``labels`` labels, or its last row where the pool ran out first."""
     runs = curves.groupby(["data", "detector", "strategy", "seed"], sort=False)
-    return runs.apply(lambda r: r[r.labels_used <= labels].iloc[-1], include_groups=False).reset_index()
+    return runs.apply(lambda r: r[r.n_labels <= labels].iloc[-1], include_groups=False).reset_index()
 
 
 def _mean(part: pd.DataFrame, detector: str, strategy: str, column: str = "test_auc") -> float:

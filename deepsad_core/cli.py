@@ -73,7 +73,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     curves = pd.concat(parts, ignore_index=True)
     curves.to_csv(out / "curves.csv", index=False)
     plot_curves(curves, out / "curves.png", title=Path(args.data).stem)
-    summary = curves.groupby(["strategy", "labels_used"])[["test_auc", "anomalies_found"]].mean().unstack(0)
+    summary = curves.groupby(["strategy", "n_labels"])[["test_auc", "anomalies_found"]].mean().unstack(0)
     print(summary.round(3).to_string())
     print(f"wrote {out / 'curves.csv'} and {out / 'curves.png'}", file=sys.stderr)
     return 0

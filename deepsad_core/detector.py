@@ -102,7 +102,30 @@ class Detector:
 
     Inputs: a DataFrame, an array, a file path (table, array, image or ZIP of images), a list of image
     paths or PIL images, or a folder of images. Tables are preprocessed with the bundled preprocessor;
-    a file whose columns differ from the training schema is refused with the column names.
+    a file whose columns differ from the training schema is refused with the column names. Make one
+    with :func:`load_detector`, which verifies the bundle first.
+
+    Parameters
+    ----------
+    manifest : dict
+        The bundle's ``manifest.json``, already verified.
+    files : dict of str to bytes
+        The bundle's files by name.
+    backend : {"onnx", "torchscript"}
+        Which exported model scores. TorchScript runs code stored in the file.
+
+    Attributes
+    ----------
+    threshold_ : float
+        Scores above it are flagged (``predict`` gives 1).
+    center_ : ndarray
+        Deep SAD's centre c in the latent space.
+    input_shape_ : tuple of int
+        The model input's shape per sample (after preprocessing, and after the backbone for images).
+    preprocessor : TabularPreprocessor or ImagePreprocessor
+        What turns raw input into model input, as at training.
+    manifest : dict
+        Everything the bundle records: schema, threshold, training config, label counts, parity, versions.
     """
 
     def __init__(self, manifest: dict[str, Any], files: dict[str, bytes], backend: str) -> None:

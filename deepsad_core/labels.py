@@ -27,7 +27,7 @@ def semi_targets(n: int, labels: Mapping[int, str]) -> np.ndarray:
 def label_counts(semi: np.ndarray) -> dict[str, int]:
     """How many labels, and of which kind (what rounds, bundles and pages report)."""
     return {
-        "labels": int((semi != 0).sum()),
+        "n_labels": int((semi != 0).sum()),
         "labeled_normal": int((semi == 1).sum()),
         "labeled_anomalous": int((semi == -1).sum()),
     }

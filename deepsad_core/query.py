@@ -42,6 +42,18 @@ class QueryPool:
 
 @dataclass(frozen=True)
 class Pick:
+    """One sample the queue asks the expert about.
+
+    Parameters
+    ----------
+    index : int
+        The sample's row in the pool.
+    strategy : str
+        The queue part that picked it: ``most_anomalous``, ``most_uncertain``, ``diverse`` or ``random``.
+    reason : str
+        Why, in words the Label page shows.
+    """
+
     index: int
     strategy: str
     reason: str

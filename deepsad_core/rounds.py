@@ -6,6 +6,7 @@ what is benchmarked is what the app runs.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,7 @@ def fit_round(
 
     A model of another kind than ``config.detector``, or for other input (the backbone was switched on
     or off), is not continued: the round trains a fresh detector of the chosen kind, with the labels.
+    The model given is left as it was: a warm start trains a copy.
     """
     kind = "ensemble" if isinstance(model, DeepSADEnsemble) else "deepsad"
     if model is None or kind != config.detector or tuple(model.input_shape_) != tuple(X.shape[1:]):
@@ -152,7 +154,7 @@ def fit_round(
     later = {"lr": config.round_lr, "eta": config.eta}
     if isinstance(model, DeepSADEnsemble):
         later = {f"deepsad__{key}": value for key, value in later.items()}
-    model.set_params(**later)
+    model = copy.deepcopy(model).set_params(**later)
     return model.fit(X, semi_targets, warm_start=True, epochs=config.epochs_per_round, callback=callback)
 
 
@@ -181,15 +183,15 @@ def score_and_queue(
 ) -> RoundOutput:
     """Scores and latents of every sample, the threshold from the labels, the next queue.
 
-    ``model`` must have just been fitted on ``X`` (its ``decision_scores_`` are the scores). The queue
-    comes from ``strategy`` (default: the hybrid of ``config.mix``), ``config.queue_size`` long.
+    ``model`` must have just been fitted on ``X`` (its ``decision_scores_`` are the scores); it is not
+    changed (the caller decides whether the model keeps the threshold). The queue comes from
+    ``strategy`` (default: the hybrid of ``config.mix``), ``config.queue_size`` long.
     """
     scores = model.decision_scores_  # fit just scored X
     latents = model.embed(X)
     threshold = choose_threshold(
         scores, semi_targets, method=config.threshold_method, contamination=config.contamination
     )
-    model.threshold_ = threshold.value
     labeled = semi_targets != 0
     n = min(config.queue_size, int((~labeled).sum()))
     rng = np.random.default_rng([config.seed, round_number])

@@ -32,7 +32,7 @@ from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
 __all__ = ["SimulationSetup", "load_simulation_data", "plot_curves", "simulate", "simulation_split"]
 
 CURVE_COLUMNS = [
-    "strategy", "seed", "round", "labels_used", "anomalies_found", "test_auc", "test_ap", "seconds",
+    "strategy", "seed", "round", "n_labels", "anomalies_found", "test_auc", "test_ap", "seconds",
     "iforest_auc", "supervised_auc",
 ]  # fmt: skip
 
@@ -139,7 +139,7 @@ def simulate(
                     "strategy": name,
                     "seed": seed,
                     "round": round_number,
-                    "labels_used": int((semi != 0).sum()),
+                    "n_labels": int((semi != 0).sum()),
                     "anomalies_found": found,
                     "test_auc": roc_auc_score(setup.truth_test, scores),
                     "test_ap": average_precision_score(setup.truth_test, scores),
@@ -149,7 +149,7 @@ def simulate(
                 }
             )
             log(
-                f"seed {seed} {name:15s} round {round_number:2d}: labels {rows[-1]['labels_used']:3d}, "
+                f"seed {seed} {name:15s} round {round_number:2d}: labels {rows[-1]['n_labels']:3d}, "
                 f"anomalies found {found:3d}, test AUC {rows[-1]['test_auc']:.3f}"
             )
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
@@ -182,11 +182,11 @@ def plot_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mean = curves.groupby(["strategy", "labels_used"], sort=False)[["test_auc", "anomalies_found"]].mean().reset_index()
+    mean = curves.groupby(["strategy", "n_labels"], sort=False)[["test_auc", "anomalies_found"]].mean().reset_index()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name, part in mean.groupby("strategy", sort=False):
-        axes[0].plot(part["labels_used"], part["test_auc"], marker="o", label=name)
-        axes[1].plot(part["labels_used"], part["anomalies_found"], marker="o", label=name)
+        axes[0].plot(part["n_labels"], part["test_auc"], marker="o", label=name)
+        axes[1].plot(part["n_labels"], part["anomalies_found"], marker="o", label=name)
     axes[0].set(xlabel="labels used", ylabel="test ROC-AUC (mean over seeds)")
     axes[1].set(xlabel="labels used", ylabel="true anomalies among queried (mean)")
     for ax in axes:

@@ -24,8 +24,21 @@ def flag(scores: np.ndarray, threshold: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ThresholdChoice:
+    """A threshold on the scores and how it was chosen.
+
+    Parameters
+    ----------
+    value : float
+        Scores above it are flagged.
+    method : {"best_f1", "target_fpr", "contamination"}
+        The rule that chose it: the best F1 on the labels, a false-positive rate on the labeled
+        normals, or the expected anomaly share when the labels cannot decide.
+    detail : str
+        The figures behind the choice, in words.
+    """
+
     value: float
-    method: str  # "best_f1", "target_fpr" or "contamination"
+    method: str
     detail: str
 
     def to_dict(self) -> dict:

@@ -33,10 +33,8 @@ __all__ = [
 
 LOSS_EPS = 1e-6  # the paper's epsilon in eta * (d + eps) ** y
 CENTER_EPS = 0.1  # |c_k| below this is pushed to +-CENTER_EPS
-# Below this many multiply-adds per sample, a second intra-op thread costs more than it gives. Measured on
-# 2 cores, batch 128, medians of three runs: the cardio MLP (1.3k) trains 1.4x faster on one thread and its
-# autoencoder 1.2x; the arrhythmia-sized MLP (45k) 1.06x, its autoencoder (91k) at par; an MLP of 136k
-# (1,000 features) 1.3x slower.
+# Below this many multiply-adds per sample, a second intra-op thread costs more than it gives
+# (docs/design.md, "Training and speed").
 SINGLE_THREAD_MACS = 100_000
 
 

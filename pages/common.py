@@ -52,7 +52,6 @@ def init_state() -> None:
     # page changes, and the field then came up empty on the next page. Re-assigning keeps it.
     st.session_state["annotator"] = st.session_state["annotator"]
     st.session_state.setdefault("actions", [])  # ids of the label actions this browser session made
-    st.session_state.setdefault("label.skipped", set())
     st.session_state.setdefault("label.show_all", False)
     st.session_state.setdefault("round.seen_state", None)
     start_umap_warm_up()
@@ -201,14 +200,6 @@ def text_sketch(pixels: np.ndarray, width: int = 14) -> str:
     return "<br>".join("".join(SHADES[v] * 2 for v in row) for row in levels)
 
 
-@st.cache_data(show_spinner=False)
-def feature_reference(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Median and spread (IQR) of every model feature, to say which values stand out."""
-    X = np.asarray(Project.open(path).X, dtype=np.float64)
-    q1, median, q3 = np.quantile(X, [0.25, 0.5, 0.75], axis=0)
-    return median, np.maximum(q3 - q1, 1e-6)
-
-
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
 
 
@@ -234,14 +225,7 @@ def standout_values(project: Project, index: int, k: int = 4) -> tuple[str, ...]
 
 @functools.lru_cache(maxsize=20_000)  # a project's rows never change; the label page asks on every click
 def _standout_values(path: str, index: int, k: int) -> tuple[str, ...]:
-    project = worker_for(path).project
-    median, spread = feature_reference(path)
-    z = (np.asarray(project.X[index], dtype=np.float64) - median) / spread
-    names = project.preprocessor.feature_names
-    raw = project.raw.iloc[index]
-    out = []
-    for j in np.argsort(-np.abs(z))[:k]:
-        column = names[j].split("=")[0]
-        arrow = "▲" if z[j] > 0 else "▼"
-        out.append(f"{arrow} **{plain(column)}** = {plain(raw[column])}")
-    return tuple(out)
+    return tuple(
+        f"{'▲' if z > 0 else '▼'} **{plain(column)}** = {plain(value)}"
+        for column, value, z in worker_for(path).project.standout(index, k)
+    )

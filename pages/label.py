@@ -32,12 +32,12 @@ SECTIONS = {
 }
 
 
-def pending_queue(current, labels: dict[int, str]) -> list[dict]:
+def pending_queue(project: Project, current, labels: dict[int, str]) -> list[dict]:
     """The current round's queue without what was labeled or skipped since."""
     if current is None:
         return []
-    skipped = st.session_state["label.skipped"]
-    return [q for q in current.queue if q["index"] not in labels and (current.number, q["index"]) not in skipped]
+    skipped = project.skipped(current.number)
+    return [q for q in current.queue if q["index"] not in labels and q["index"] not in skipped]
 
 
 def give_label(project: Project, indices: list[int], label: str) -> None:
@@ -60,10 +60,6 @@ def mark_rest_normal(project: Project, indices: list[int]) -> None:
         )
 
 
-def skip(round_number: int, index: int) -> None:
-    st.session_state["label.skipped"] = st.session_state["label.skipped"] | {(round_number, index)}
-
-
 def undo(project: Project) -> None:
     # this browser session's own actions only: another tab under the same name keeps its labels
     undone = project.undo(st.session_state["annotator"], st.session_state.get("actions", []))
@@ -78,7 +74,7 @@ DECISIONS = {"normal": "Normal", "anomalous": "Anomalous", "skip": "Skip"}
 def decide(project: Project, key: str, round_number: int, index: int) -> None:
     choice = st.session_state[key]
     if choice == "skip":
-        skip(round_number, index)
+        project.skip(index, round_number, st.session_state["annotator"])
     elif choice is not None:
         give_label(project, [index], choice)
 
@@ -142,7 +138,7 @@ def label_body(project: Project, worker: RoundWorker) -> None:
     cards left stale buttons on the page in Streamlit 1.67, so each click reruns the page.)"""
     current = project.current_round()
     labels = project.labels()  # one read per click, for the queue and the counts
-    queue = pending_queue(current, labels)
+    queue = pending_queue(project, current, labels)
     render_header(project, worker, labels, queue, current)
     if current is None:
         st.info("Round 0 is training: the first queue appears here when it is done.")

@@ -32,7 +32,7 @@ def map_frame(project: Project) -> pd.DataFrame:
     )
     truth = project.truth()
     if truth is not None:
-        frame["truth"] = np.where(truth == 1, "anomaly", "normal")
+        frame["truth"] = np.where(truth == 1, "anomalous", "normal")
     return frame
 
 

@@ -8,7 +8,6 @@ from deepsad_core.data import SUPPORTED_SUFFIXES
 from deepsad_core.exceptions import DeepSADError, ProjectNameError
 from deepsad_core.query import DEFAULT_MIX
 from deepsad_core.studio import DETECTORS, NETWORKS, Project
-from deepsad_core.studio.project import slugify
 from pages.common import (
     SAMPLES,
     init_state,
@@ -47,7 +46,7 @@ def render_samples() -> None:
         with column:
             name = f"Sample - {title.split(' (')[0]}"
             if st.button(f"Open sample: {title}", key=f"projects.sample.{path.stem}", type="primary"):
-                target = workspace() / slugify(name)
+                target = Project.path_for(workspace(), name)
                 if target.exists():
                     remember_project(str(target))
                     st.switch_page("pages/label.py")

@@ -18,21 +18,21 @@ from pages.common import (
 def history(project: Project) -> pd.DataFrame:
     rows = []
     for r in project.rounds():
-        metrics = r.row["metrics"] or {}
+        metrics = r.metrics
         threshold = r.threshold if r.status == "done" else {}
         rows.append(
             {
                 "round": r.number,
                 "status": r.status,
-                "labels": r.row["n_labels"],
+                "labels": r.n_labels,
                 "threshold": threshold.get("value"),
                 "threshold from": threshold.get("method"),
                 "AUC": metrics.get("auc"),
                 "AP": metrics.get("ap"),
                 "anomalies found": metrics.get("anomalies_found"),
-                "seconds": r.row["seconds"],
-                "finished": r.row["finished_at"],
-                "problem": r.row["error"],
+                "seconds": r.seconds,
+                "finished": r.finished_at,
+                "problem": r.error,
             }
         )
     return pd.DataFrame(rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -64,3 +66,37 @@ def photo_npz(tmp_path):
     path = tmp_path / "photos.npz"
     np.savez(path, X=X, y=y)
     return path
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Mark a test whose call failed, for fixtures that keep evidence of failures (screenshots)."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.failed = True
+    return report
+
+
+@pytest.fixture(scope="session")
+def sample_template(tmp_path_factory) -> Path:
+    """The breast-cancer sample trained once (round 0) for the page tests; copy it before changing it."""
+    from apptest import trained_sample
+
+    return trained_sample(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    """An empty workspace the app's pages use (``DEEPSAD_WORKSPACE``)."""
+    folder = tmp_path / "workspace"
+    folder.mkdir()
+    monkeypatch.setenv("DEEPSAD_WORKSPACE", str(folder))
+    return folder
+
+
+@pytest.fixture
+def sample_project(sample_template, workspace):
+    """A project with round 0 done, in the app's workspace, this test's own."""
+    from apptest import copy_project
+
+    return copy_project(sample_template, workspace)

@@ -134,7 +134,11 @@ def test_the_loop_switches_detector_kind_by_retraining(blobs):
     assert isinstance(first, DeepSADEnsemble)
     semi = labels_for(truth, np.r_[300:304, 0:6])
     assert isinstance(fit_round(first, X, semi, RoundConfig(detector="deepsad", first_epochs=1)), DeepSAD)
-    assert fit_round(first, X, semi, config) is first  # the same kind continues warm
+    before = first.decision_function(X)
+    warm = fit_round(first, X, semi, config)
+    assert isinstance(warm, DeepSADEnsemble) and warm.weights_ != first.weights_  # it learned from the labels
+    np.testing.assert_array_equal(warm.deepsad_.center_, first.deepsad_.center_)  # warm: the same c
+    np.testing.assert_array_equal(first.decision_function(X), before)  # the model given is left as it was
 
 
 def test_a_cancelled_round_leaves_the_ensemble_as_it_was(blobs):

@@ -10,8 +10,8 @@ from deepsad_core.threshold import flag
 def test_semi_targets_and_counts_from_labels():
     semi = semi_targets(6, {0: "normal", 4: "anomalous", 5: "anomalous"})
     np.testing.assert_array_equal(semi, [1, 0, 0, 0, -1, -1])
-    assert label_counts(semi) == {"labels": 3, "labeled_normal": 1, "labeled_anomalous": 2}
-    assert label_counts(semi_targets(3, {})) == {"labels": 0, "labeled_normal": 0, "labeled_anomalous": 0}
+    assert label_counts(semi) == {"n_labels": 3, "labeled_normal": 1, "labeled_anomalous": 2}
+    assert label_counts(semi_targets(3, {})) == {"n_labels": 0, "labeled_normal": 0, "labeled_anomalous": 0}
     with pytest.raises(ValueError, match="abnormal"):
         semi_targets(3, {1: "abnormal"})
 

@@ -1,21 +1,9 @@
 """Latent maps: PCA at once, UMAP from the previous layout, aligned so the picture stays put."""
 
-import os
-import sys
-from concurrent.futures.process import BrokenProcessPool
-
 import numpy as np
 import pytest
 
-from deepsad_core.projection import (
-    MAP_PROCESS_NICENESS,
-    MapConfig,
-    align_to,
-    layout_shift,
-    pca_map,
-    run_elsewhere,
-    umap_map,
-)
+from deepsad_core.projection import MapConfig, align_to, layout_shift, pca_map, umap_map
 
 
 @pytest.fixture
@@ -58,56 +46,3 @@ def test_umap_separates_clusters_and_stays_put_for_unchanged_latents(latents):
 def test_large_sets_are_fitted_on_a_subsample_and_extended(latents):
     m = umap_map(np.vstack([latents] * 3), config=MapConfig(max_fit_samples=250))
     assert m.coords.shape == (600, 2) and np.isfinite(m.coords).all()
-
-
-def test_maps_are_drawn_in_one_lower_priority_child_process():
-    child = run_elsewhere(os.getpid)
-    assert child != os.getpid()
-    assert run_elsewhere(os.getpid) == child  # one process, reused
-    assert run_elsewhere(os.nice, 0) == min(os.nice(0) + MAP_PROCESS_NICENESS, 19)
-
-
-def test_the_map_process_is_replaced_when_it_dies():
-    with pytest.raises(BrokenProcessPool):
-        run_elsewhere(os._exit, 1)  # the child dies mid-job, as if killed for memory
-    assert run_elsewhere(os.getpid) != os.getpid()
-
-
-def test_a_map_job_past_its_timeout_is_stopped_and_the_next_one_runs():
-    import time
-
-    before = run_elsewhere(os.getpid)
-    start = time.perf_counter()
-    with pytest.raises(TimeoutError, match="did not finish within 1 s"):
-        run_elsewhere(time.sleep, 30, timeout=1)
-    assert time.perf_counter() - start < 10
-    after = run_elsewhere(os.getpid)
-    assert after != before  # a fresh process; the stuck one was stopped
-    with pytest.raises(ProcessLookupError):
-        os.kill(before, 0)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's prctl")
-def test_the_map_process_dies_with_a_killed_server(tmp_path):
-    import signal
-    import subprocess
-    import time
-
-    script = (
-        "import os, sys, time; from deepsad_core.projection import run_elsewhere; "
-        "print(run_elsewhere(os.getpid), flush=True); run_elsewhere(time.sleep, 120)"
-    )
-    server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    child = int(server.stdout.readline())
-    time.sleep(1)  # the child is now busy with a long job, as with a map
-    server.send_signal(signal.SIGKILL)  # no exit hooks run
-    server.wait()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.kill(child, signal.SIGKILL)
-    pytest.fail("the map process outlived the killed server")

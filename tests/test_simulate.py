@@ -41,7 +41,7 @@ def test_curves_have_one_row_per_round_and_the_oracle_finds_anomalies(npz):
     curves = simulate(setup, ["random", "most_anomalous"], budget=20, batch_size=10, config=config, seed=0)
     assert list(curves.columns) == CURVE_COLUMNS
     for _, part in curves.groupby("strategy"):
-        assert part["labels_used"].tolist() == [0, 10, 20]
+        assert part["n_labels"].tolist() == [0, 10, 20]
         assert part["anomalies_found"].is_monotonic_increasing
         assert part["test_auc"].between(0, 1).all()
     top = curves[curves.strategy == "most_anomalous"]["anomalies_found"].iloc[-1]
@@ -78,7 +78,7 @@ def test_photos_in_hwc_layout_are_read_like_the_app_and_simulated_on_backbone_fe
     assert setup.X_pool.shape[1:] == (3, 32, 32) and setup.X_pool.min() >= 0 and setup.X_pool.max() <= 1
     config = RoundConfig(first_ae_epochs=1, first_epochs=2, epochs_per_round=1, batch_size=16)
     curves = simulate(setup, ["hybrid"], budget=5, batch_size=5, config=config, seed=0)
-    assert list(curves["labels_used"]) == [0, 5]
+    assert list(curves["n_labels"]) == [0, 5]
     assert extracted == [setup.X_pool.shape, setup.X_test.shape]  # pool and test, once each
     assert curves["test_auc"].between(0, 1).all()
 

@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -91,6 +92,7 @@ def _slow_round(path: str) -> None:
 
     def write(d):
         (d / "part1").write_text("x")
+        (Path(path) / "child-wrote").touch()  # the test kills only once the round's files are half written
         time.sleep(30)  # killed in here
 
     project.commit_round(1, write, _row())
@@ -100,7 +102,10 @@ def test_a_round_killed_midway_leaves_the_previous_one_current(project):
     project.commit_round(0, lambda d: (d / "a").write_text("round 0"), _row())
     worker = multiprocessing.get_context("fork").Process(target=_slow_round, args=(str(project.path),))
     worker.start()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while not (project.path / "child-wrote").exists():
+        assert time.monotonic() < deadline and worker.is_alive(), "the child never started writing its round"
+        time.sleep(0.01)
     os.kill(worker.pid, signal.SIGKILL)
     worker.join()
     reopened = Project.open(project.path)
@@ -117,9 +122,13 @@ def test_a_renamed_but_uncommitted_round_folder_is_replaced(project):
     assert sorted(p.name for p in project.round_path(0).iterdir()) == ["fresh"]
 
 
-def test_metadata_keeps_the_load_report(project):
-    meta = json.loads(json.dumps(project.meta))
-    assert meta["n_samples"] == 30 and meta["input_shape"] == [2]
+def test_metadata_keeps_the_load_report(tmp_path):
+    df = pd.DataFrame({"a": [1.0, None, 3.0, 4.0], "b": [5.0, 6.0, 7.0, 9.0], "kind": ["x", "y", "x", "y"]})
+    project = Project.create(tmp_path / "ws", "gaps", df)
+    meta = Project.open(project.path).meta  # read back from the project's database
+    assert meta["n_samples"] == 4 and meta["input_shape"] == [4]
+    assert "column 'a': 1 missing value(s) filled in" in meta["report"]
+    assert "column 'kind' one-hot encoded (2 levels)" in meta["report"]
 
 
 def test_a_name_without_usable_characters_is_refused_before_the_data_is_read(tmp_path):
@@ -210,7 +219,7 @@ def test_a_photo_project_trains_on_backbone_features_kept_per_backbone(tmp_path,
     assert other.key() != lite0.key()
     assert np.load(project.path / "data" / f"features-{other.key()}.npy").shape == (40, 576)
     # each round says which features its model learned on; the switch trained a fresh one
-    assert [r.row["metrics"]["features_key"] for r in project.rounds()] == [lite0.key(), other.key()]
+    assert [r.metrics["features_key"] for r in project.rounds()] == [lite0.key(), other.key()]
     assert load_model(project.current_round().path / "model").input_shape_ == (576,)
     np.testing.assert_array_equal(np.load(cached), features)  # the first backbone's features are untouched
 
@@ -229,3 +238,14 @@ def test_an_upload_is_scored_with_a_bundle_keeping_its_ids(project, tmp_path):
     assert list(scored.columns) == ["id", "score", "anomaly"]
     assert set(scored["id"]) == {"new-1", "new-2"}
     assert scored["score"].is_monotonic_decreasing  # most anomalous first
+
+
+def test_standout_names_the_columns_farthest_from_the_typical_row(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=50), "b": rng.normal(size=50), "kind": rng.choice(["x", "y"], 50)})
+    df.loc[7, "b"] = 40.0  # far above every other row
+    df.loc[7, "a"] = df["a"].median()
+    project = Project.create(tmp_path / "ws", "rows", df)
+    column, value, z = project.standout(7, k=3)[0]
+    assert (column, value) == ("b", 40.0) and z > 5
+    assert {c for c, _, _ in project.standout(7, k=4)} <= {"a", "b", "kind"}  # one-hot features by their column

@@ -131,3 +131,12 @@ def test_undo_takes_back_only_the_sessions_own_actions(store):
     assert store.undo_last("expert", actions=[mine]) == [1]
     assert store.current_labels() == {2: "anomalous"}
     assert store.undo_last("expert", actions=[mine]) == []  # nothing of this session's is left to undo
+
+
+def test_skips_are_kept_per_round_and_are_not_labels(store):
+    store.add_skip(0, 5, "expert")
+    store.add_skip(0, 5, "another tab")  # skipping twice is one skip
+    store.add_skip(1, 6, "expert")
+    reopened = ProjectStore(store.path)  # a reload, or a restarted server
+    assert reopened.skipped(0) == {5} and reopened.skipped(1) == {6} and reopened.skipped(2) == set()
+    assert reopened.current_labels() == {}

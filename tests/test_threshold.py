@@ -39,13 +39,6 @@ def test_target_fpr_on_labeled_normals():
     assert (scores[:200] > choice.value).mean() == pytest.approx(0.1, abs=0.01)
 
 
-def test_truth_cannot_enter(monkeypatch):
-    # the API takes only scores and semi-targets: there is no parameter for truth
-    import inspect
-
-    assert "truth" not in inspect.signature(choose_threshold).parameters
-
-
 def test_tradeoff_curve_columns_and_monotone_flag_count():
     scores = np.arange(50.0)
     semi = np.zeros(50, int)

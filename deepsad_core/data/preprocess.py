@@ -59,6 +59,11 @@ class TabularPreprocessor:
     def feature_names(self) -> list[str]:
         return list(self.numeric) + [f"{c}={level}" for c, levels in self.categorical.items() for level in levels]
 
+    @property
+    def feature_columns(self) -> list[str]:
+        """The file's column behind each feature (a one-hot feature's categorical column)."""
+        return list(self.numeric) + [c for c, levels in self.categorical.items() for _ in levels]
+
     @classmethod
     def fit_transform(
         cls, df: pd.DataFrame, ignored: list[str], max_categories: int, report: Any

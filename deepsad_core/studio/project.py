@@ -61,7 +61,17 @@ def slugify(name: str) -> str:
 
 @dataclass
 class RoundView:
-    """What a finished round left on disk, read lazily."""
+    """What a finished round left on disk, read lazily.
+
+    Parameters
+    ----------
+    number : int
+        The round's number, from 0.
+    path : Path
+        Its folder in the project.
+    row : dict
+        Its row in the project's database; read it through the properties.
+    """
 
     number: int
     path: Path
@@ -69,7 +79,33 @@ class RoundView:
 
     @property
     def status(self) -> str:
+        """``"done"``, ``"failed"`` or ``"cancelled"``."""
         return self.row["status"]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Label counts, round time, and with truth AUC, AP and anomalies found (empty if it failed)."""
+        return self.row["metrics"] or {}
+
+    @property
+    def n_labels(self) -> int:
+        """How many labels the round trained with."""
+        return self.row["n_labels"]
+
+    @property
+    def seconds(self) -> float:
+        """The round's wall time."""
+        return self.row["seconds"]
+
+    @property
+    def finished_at(self) -> str:
+        """When it ended (ISO 8601, UTC)."""
+        return self.row["finished_at"]
+
+    @property
+    def error(self) -> str | None:
+        """Why a failed or cancelled round stopped."""
+        return self.row["error"]
 
     @cached_property
     def scores(self) -> np.ndarray:
@@ -97,7 +133,32 @@ class RoundView:
 
 
 class Project:
-    """A labeling project on disk; open it with :meth:`open`, make one with :meth:`create`."""
+    """A labeling project on disk; open it with :meth:`open`, make one with :meth:`create`.
+
+    The folder holds ``project.db`` (SQLite: samples, the append-only label log, skips, rounds,
+    settings), ``data/`` (the model input, raw rows or pixels, the preprocessor, cached image
+    features), ``rounds/NNNN/`` (each finished round's model, scores, latents, maps and queue) and
+    ``exports/``. Every label is durable when the call returns; a round's folder is complete before
+    its row is committed.
+
+    Parameters
+    ----------
+    path : Path
+        The project folder.
+
+    Attributes
+    ----------
+    path : Path
+        The project folder.
+    store : ProjectStore
+        Its database.
+
+    Examples
+    --------
+    >>> project = Project.create("~/deepsad-workspace", "pump 3", "sensors.csv")  # doctest: +SKIP
+    >>> RoundWorker(project).run()  # round 0  # doctest: +SKIP
+    >>> project.label([q["index"] for q in project.current_round().queue[:2]], "anomalous")  # doctest: +SKIP
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -108,7 +169,7 @@ class Project:
     @classmethod
     def create(cls, workspace: str | os.PathLike, name: str, source: Any, **load_options: Any) -> Project:
         """Load ``source`` (see :func:`deepsad_core.data.load_dataset`) into a new project folder."""
-        slugify(name)  # a bad name is refused before the data is read
+        cls.path_for(workspace, name)  # a bad name is refused before the data is read
         dataset = source if isinstance(source, Dataset) else load_dataset(source, **load_options)
         return cls.from_dataset(workspace, name, dataset)
 
@@ -116,7 +177,7 @@ class Project:
     def from_dataset(cls, workspace: str | os.PathLike, name: str, dataset: Dataset) -> Project:
         workspace = Path(workspace)
         workspace.mkdir(parents=True, exist_ok=True)
-        path = workspace / slugify(name)
+        path = cls.path_for(workspace, name)
         if path.exists():
             raise FileExistsError(f"a project named '{path.name}' already exists in {workspace}; choose another name")
         # build the whole project under a temporary name: a crash leaves no half-made project behind
@@ -154,6 +215,11 @@ class Project:
         project = cls(path)
         project._discard_unfinished_rounds()
         return project
+
+    @staticmethod
+    def path_for(workspace: str | os.PathLike, name: str) -> Path:
+        """Where a project named ``name`` lives in ``workspace`` (whether or not it exists yet)."""
+        return Path(workspace) / slugify(name)
 
     @staticmethod
     def folders(workspace: str | os.PathLike) -> list[Path]:
@@ -247,6 +313,31 @@ class Project:
     def labels(self) -> dict[int, str]:
         return self.store.current_labels()
 
+    @cached_property
+    def _feature_reference(self) -> tuple[np.ndarray, np.ndarray]:
+        """Median and spread (IQR, floored) of every model feature: what a typical row holds."""
+        q1, median, q3 = np.quantile(np.asarray(self.X, dtype=np.float64), [0.25, 0.5, 0.75], axis=0)
+        return median, np.maximum(q3 - q1, 1e-6)
+
+    def standout(self, sample_idx: int, k: int = 4) -> list[tuple[str, Any, float]]:
+        """A table row's ``k`` values that lie farthest from the typical row, farthest first: ``(column,
+        raw value, distance)``, the distance in interquartile ranges, signed (above or below the median)."""
+        if self.kind != "tabular":
+            raise ValueError("standout values are for table rows; images are shown as they are")
+        median, spread = self._feature_reference
+        z = (np.asarray(self.X[sample_idx], dtype=np.float64) - median) / spread
+        columns = self.preprocessor.feature_columns
+        raw = self.raw.iloc[sample_idx]
+        return [(columns[j], raw[columns[j]], float(z[j])) for j in np.argsort(-np.abs(z))[:k]]
+
+    def skip(self, sample_idx: int, round_number: int, annotator: str = "expert") -> None:
+        """Take a sample out of that round's queue without labeling it ("not now"); durable on return."""
+        self.store.add_skip(round_number, sample_idx, annotator)
+
+    def skipped(self, round_number: int) -> set[int]:
+        """The samples skipped in that round's queue, by anyone."""
+        return self.store.skipped(round_number)
+
     def semi_targets(self) -> np.ndarray:
         """The engine's targets from the current labels: +1 normal, -1 anomalous, 0 unlabeled."""
         return semi_targets(len(self), self.labels())
@@ -320,7 +411,7 @@ class Project:
             "round": number,
             "project": self.name,
             "training_config": view.row["config"],
-            "label_counts": {k: metrics.get(k) for k in ("labels", "labeled_normal", "labeled_anomalous")},
+            "label_counts": {k: metrics.get(k) for k in ("n_labels", "labeled_normal", "labeled_anomalous")},
             "metrics": {k: v for k, v in metrics.items() if k in ("auc", "ap", "auc_unlabeled", "anomalies_found")},
         }
         paths = export_bundle(

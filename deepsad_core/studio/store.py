@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS rounds (
     error TEXT
 );
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS skips (  -- "not now": the sample leaves that round's queue, unlabeled
+    round INTEGER NOT NULL,
+    sample_idx INTEGER NOT NULL REFERENCES samples(idx),
+    annotator TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (round, sample_idx)
+);
 """
 
 
@@ -248,6 +255,16 @@ class ProjectStore:
     def n_events(self) -> int:
         with self.connect() as db:
             return db.execute("SELECT COUNT(*) FROM label_events").fetchone()[0]
+
+    def add_skip(self, round_number: int, sample_idx: int, annotator: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO skips VALUES (?, ?, ?, ?)", (round_number, int(sample_idx), annotator, now())
+            )
+
+    def skipped(self, round_number: int) -> set[int]:
+        with self.connect() as db:
+            return {i for (i,) in db.execute("SELECT sample_idx FROM skips WHERE round = ?", (round_number,))}
 
     # --- rounds -----------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ synchronously (tests, the CLI). Progress (phase, epoch, loss, ETA) is read with 
 copy taken under a lock. :meth:`cancel` stops training at the next epoch. A round that fails or is
 cancelled is recorded with its reason; the previous round stays current. After a round is committed
 the worker draws its UMAP map in another thread (the layout itself in a low-priority child process,
-see :mod:`deepsad_core.projection`) and adds it to the round folder.
+see :mod:`deepsad_core.studio.maps`) and adds it to the round folder.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from deepsad_core.ensemble import load_model
 from deepsad_core.exceptions import RoundBusyError, TrainingCancelled
 from deepsad_core.labels import label_counts
-from deepsad_core.projection import layout_shift, pca_map, umap_map_elsewhere
+from deepsad_core.projection import layout_shift, pca_map
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
+from deepsad_core.studio.maps import default_service
 from deepsad_core.studio.project import Project
 from deepsad_core.studio.store import now
 from deepsad_core.training import Progress
@@ -74,7 +75,31 @@ def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarra
 
 
 class RoundWorker:
-    """Runs rounds for one project; share one per project between browser tabs."""
+    """Runs rounds for one project; share one per project between browser tabs.
+
+    A round trains (warm from the last good round, on the project's labels), scores every sample,
+    chooses the threshold and the next queue, and commits its folder and row; then its UMAP map
+    follows in the map service. One round runs at a time per project, across processes too.
+
+    Parameters
+    ----------
+    project : Project
+        The project whose rounds it runs.
+
+    Attributes
+    ----------
+    project : Project
+        The project.
+    busy : bool
+        Whether a background round is running.
+
+    Examples
+    --------
+    >>> worker = RoundWorker(project)  # doctest: +SKIP
+    >>> worker.start()  # in the background; worker.status() for progress, worker.cancel() to stop
+    >>> worker.wait().state  # doctest: +SKIP
+    'done'
+    """
 
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -143,44 +168,13 @@ class RoundWorker:
             number = project.next_round_number()
             self._set(state="running", round_number=number, phase="starting", started=time.time(), message="")
             semi = project.semi_targets()
-            X, extractor = project.model_input(config, progress=self._on_features)
             previous = project.current_round()
-            model, view, note = self._last_loadable_model()
-            features_key = extractor.key() if extractor is not None else None
-            trained_on = (view.row["metrics"] or {}).get("features_key") if view is not None else None
-            if trained_on != features_key:
-                model = None  # trained on other input (another backbone's features, or none): start afresh
-            model = fit_round(model, X, semi, config, callback=self._on_progress, on_features=extractor is not None)
+            model, X, metrics = self._train(config, semi)
             self._set(phase="score", message="scoring every sample")
             out = score_and_queue(model, X, semi, config, number)
-            previous_map = previous.map_coords() if previous is not None else None
-            pca = pca_map(out.latents, previous_map)
-            metrics = round_metrics(out.scores, semi, project.truth())
-            metrics["fit_seconds"] = time.perf_counter() - t0
-            if note:
-                metrics["note"] = note
-            if features_key is not None:
-                metrics["features_key"] = features_key  # which backbone's features this model learned on
-
-            def write(folder: Path) -> None:
-                model.save(folder / "model")
-                np.save(folder / "scores.npy", out.scores)
-                np.save(folder / "latents.npy", out.latents)
-                np.save(folder / "map_pca.npy", pca.coords)
-                (folder / "threshold.json").write_text(json.dumps(out.threshold.to_dict()))
-                queue = [
-                    {
-                        "index": p.index,
-                        "sample_id": str(project.sample_ids[p.index]),
-                        "strategy": p.strategy,
-                        "reason": p.reason,
-                        "score": float(out.scores[p.index]),
-                    }
-                    for p in out.queue
-                ]
-                (folder / "queue.json").write_text(json.dumps(queue))
-
-            project.commit_round(number, write, self._row("done", started_at, t0, semi, config, metrics))
+            metrics = {**round_metrics(out.scores, semi, project.truth()), **metrics}
+            metrics["round_seconds"] = time.perf_counter() - t0
+            self._persist(number, model, out, previous, self._row("done", started_at, t0, semi, config, metrics))
         except TrainingCancelled as e:
             self._record_failure(number, "cancelled", str(e), started_at, t0, semi, config)
             return self.status()
@@ -196,6 +190,47 @@ class RoundWorker:
         )
         self._map_thread.start()
         return self.status()
+
+    def _train(self, config: RoundConfig, semi: np.ndarray) -> tuple[object, np.ndarray, dict]:
+        """The round's model, the input it learned on, and what the round records about both."""
+        X, extractor = self.project.model_input(config, progress=self._on_features)
+        model, view, note = self._last_loadable_model()
+        features_key = extractor.key() if extractor is not None else None
+        trained_on = view.metrics.get("features_key") if view is not None else None
+        if trained_on != features_key:
+            model = None  # trained on other input (another backbone's features, or none): start afresh
+        model = fit_round(model, X, semi, config, callback=self._on_progress, on_features=extractor is not None)
+        recorded = {"note": note} if note else {}
+        if features_key is not None:
+            recorded["features_key"] = features_key  # which backbone's features this model learned on
+        return model, X, recorded
+
+    def _persist(self, number: int, model, out, previous, row: dict) -> None:
+        """The round's files (model, scores, latents, PCA map, threshold, queue), then its row."""
+        project = self.project
+        pca = pca_map(out.latents, previous.map_coords() if previous is not None else None)
+
+        model.threshold_ = out.threshold.value  # the saved model flags as the round does
+
+        def write(folder: Path) -> None:
+            model.save(folder / "model")
+            np.save(folder / "scores.npy", out.scores)
+            np.save(folder / "latents.npy", out.latents)
+            np.save(folder / "map_pca.npy", pca.coords)
+            (folder / "threshold.json").write_text(json.dumps(out.threshold.to_dict()))
+            queue = [
+                {
+                    "index": p.index,
+                    "sample_id": str(project.sample_ids[p.index]),
+                    "strategy": p.strategy,
+                    "reason": p.reason,
+                    "score": float(out.scores[p.index]),
+                }
+                for p in out.queue
+            ]
+            (folder / "queue.json").write_text(json.dumps(queue))
+
+        project.commit_round(number, write, row)
 
     def _last_loadable_model(self):
         """The newest finished round's model that loads, its round, and a note when that is not the
@@ -257,7 +292,7 @@ class RoundWorker:
     def _draw_umap(self, number: int, latents: np.ndarray, previous) -> None:
         try:
             before = previous.map_coords() if previous is not None else None
-            umap = umap_map_elsewhere(latents, before)
+            umap = default_service().umap_map(latents, before)
             folder = self.project.round_path(number)
             tmp = folder / ".map_umap.npy"
             np.save(tmp, umap.coords)
