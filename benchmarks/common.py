@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -61,3 +62,31 @@ def write_report(name: str, title: str, command: str, notes: list[str], table: p
     path = RESULTS_DIR / f"{name}.md"
     path.write_text(text)
     return path
+
+
+def loop_arguments(parser, budget: int = 50) -> None:
+    """The options of a benchmark that runs the labeling loop on every ODDS table."""
+    parser.add_argument("--odds-dir", type=Path, required=True)
+    parser.add_argument("--seeds", type=int_list, default=[0, 1, 2])
+    parser.add_argument("--budget", type=int, default=budget)
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+
+
+def curves_on_every_table(run_one, names: tuple[str, ...], args, *extra) -> pd.DataFrame:
+    """``run_one(name, path, seed, budget, batch_size, *extra)`` for every table and seed, one process
+    per core; the curves together."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(name, str(args.odds_dir / f"{name}.npz"), seed) for name in names for seed in args.seeds]
+    with ProcessPoolExecutor(args.workers) as pool:
+        futures = [pool.submit(run_one, n, p, s, args.budget, args.batch_size, *extra) for n, p, s in jobs]
+        return pd.concat([f.result() for f in futures], ignore_index=True)
+
+
+def save_curves(curves: pd.DataFrame, folder: str) -> None:
+    """One CSV per data set in ``benchmarks/results/<folder>/``."""
+    out = RESULTS_DIR / folder
+    out.mkdir(parents=True, exist_ok=True)
+    for name, part in curves.groupby("data"):
+        part.to_csv(out / f"{name}.csv", index=False)

@@ -45,6 +45,7 @@ __all__ = [
     "FeatureExtractor",
     "cached_features",
     "extract_features",
+    "feature_cache",
     "load_backbone",
     "wants_backbone",
 ]
@@ -316,6 +317,11 @@ def extract_features(
     return out
 
 
+def feature_cache(folder: str | Path, key: str) -> Path:
+    """Where :func:`cached_features` keeps the features of the backbone with ``key``."""
+    return Path(folder) / f"features-{key}.npy"
+
+
 def cached_features(
     extractor: FeatureExtractor,
     X: np.ndarray,
@@ -327,7 +333,7 @@ def cached_features(
     The key changes with the backbone's name, weights or input size, so another backbone never reads
     features that are not its own. The file is written aside, flushed and renamed: whole or absent.
     """
-    path = Path(folder) / f"features-{extractor.key()}.npy"
+    path = feature_cache(folder, extractor.key())
     if not path.exists():
         features = extract_features(extractor, X, progress=progress)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")

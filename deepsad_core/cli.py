@@ -39,6 +39,9 @@ def _add_simulate(commands) -> None:
     p.add_argument("--detector", choices=DETECTORS, default=RoundConfig.detector, help="the app's default: ensemble")
     p.add_argument("--eta", type=float, default=RoundConfig.eta, help="weight of the labeled samples in Deep SAD")
     p.add_argument("--round-lr", type=float, default=RoundConfig.round_lr, help="Deep SAD learning rate after round 0")
+    p.add_argument(
+        "--label-noise", type=float, default=0.0, help="the simulated expert answers wrongly with this probability"
+    )
     p.add_argument("--out", required=True, help="folder for curves.csv and curves.png")
     p.set_defaults(run=_run_simulate)
 
@@ -67,7 +70,14 @@ def _run_simulate(args: argparse.Namespace) -> int:
         log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         parts.append(
             simulate(
-                setup, strategies, budget=args.budget, batch_size=args.batch_size, config=config, seed=seed, log=log
+                setup,
+                strategies,
+                budget=args.budget,
+                batch_size=args.batch_size,
+                config=config,
+                seed=seed,
+                log=log,
+                label_noise=args.label_noise,
             )
         )
     curves = pd.concat(parts, ignore_index=True)

@@ -37,8 +37,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from deepsad_core.atomic import atomic_folder
-from deepsad_core.estimator import DeepSAD, _is_int, _is_num, check_params
+from deepsad_core.estimator import DeepSAD, _baseline, _is_int, _is_num, check_params
 from deepsad_core.exceptions import NotFittedError
+from deepsad_core.explain import attributions
 from deepsad_core.threshold import flag
 from deepsad_core.training import ProgressCallback
 
@@ -410,6 +411,12 @@ class DeepSADEnsemble(BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """Fused anomaly scores of shape (n,); higher = more anomalous."""
         return fuse(self.member_scores(X), self.weights_)
+
+    def explain(self, X: Any, baseline: np.ndarray | None = None) -> np.ndarray:
+        """Attributions of each sample's fused score, shaped like ``X`` (see :meth:`DeepSAD.explain`)."""
+        self._check_fitted()
+        X = self.deepsad_._validate_X(X, reset=False)
+        return attributions(self.decision_function, X, _baseline(self.deepsad_, baseline))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Same as :meth:`decision_function` (PyOD's name)."""

@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator
 
 from deepsad_core.atomic import atomic_folder
 from deepsad_core.exceptions import NotFittedError
+from deepsad_core.explain import attributions
 from deepsad_core.networks import NETWORK_NAMES, NetworkSpec, resolve_network, transfer_encoder_weights
 from deepsad_core.threshold import flag
 from deepsad_core.training import (
@@ -121,6 +122,8 @@ class DeepSAD(BaseEstimator):
         What was built (name, input shape, rep dim, hidden sizes).
     center_ : ndarray of shape (rep_dim,)
         The fixed centre c.
+    typical_input_ : ndarray shaped like one sample
+        The training data's median input: the baseline of :meth:`explain`.
     decision_scores_ : ndarray of shape (n_samples,)
         Anomaly scores of the training data (higher = more anomalous).
     threshold_ : float
@@ -356,7 +359,10 @@ class DeepSAD(BaseEstimator):
         net.eval()
         scores = _distances(batched_forward(net, Xt, score_batch), center)
 
+        typical = np.median(X, axis=0).astype(np.float32)  # the baseline of explain()
+
         # commit everything at once: an exception above leaves the previous state untouched
+        self.typical_input_ = typical
         self.network_spec_ = spec
         self.net_ = net
         self.device_ = device
@@ -395,6 +401,14 @@ class DeepSAD(BaseEstimator):
         """1 = anomaly (score above ``threshold_``), 0 = normal."""
         return flag(self.decision_function(X), self.threshold_)
 
+    def explain(self, X: Any, baseline: np.ndarray | None = None) -> np.ndarray:
+        """Attributions of each sample's score, shaped like ``X``: how much the score falls when a feature
+        (or an image's patch) is set to ``baseline`` (default: the training data's median input); see
+        :mod:`deepsad_core.explain`."""
+        self._check_fitted()
+        X = self._validate_X(X, reset=False)
+        return attributions(self.decision_function, X, _baseline(self, baseline))
+
     # --- persistence ----------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -413,6 +427,8 @@ class DeepSAD(BaseEstimator):
         }
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
         tensors["decision_scores"] = torch.as_tensor(self.decision_scores_)
+        if getattr(self, "typical_input_", None) is not None:
+            tensors["typical_input"] = torch.as_tensor(self.typical_input_)
         with atomic_folder(path) as tmp:
             (tmp / _CONFIG_FILE).write_text(json.dumps(config, indent=1))
             save_file(tensors, str(tmp / _WEIGHTS_FILE))
@@ -448,9 +464,19 @@ class DeepSAD(BaseEstimator):
         model.input_shape_ = tuple(config["input_shape"])
         model.n_features_in_ = int(np.prod(model.input_shape_))
         model.decision_scores_ = tensors["decision_scores"].cpu().numpy()
+        typical = tensors.get("typical_input")  # absent in models saved before explain() existed
+        model.typical_input_ = typical.cpu().numpy() if typical is not None else None
         model.history_ = config["history"]
         model._fit_count = int(config["fit_count"])
         return model
+
+
+def _baseline(model: DeepSAD, baseline: np.ndarray | None) -> np.ndarray:
+    if baseline is not None:
+        return np.asarray(baseline, dtype=np.float32)
+    if getattr(model, "typical_input_", None) is None:
+        raise ValueError("this model was saved without its typical input; pass baseline= (e.g. np.median(X, 0))")
+    return model.typical_input_
 
 
 def _score_batch_size(sample_shape: tuple[int, ...]) -> int:

@@ -22,18 +22,28 @@ from sklearn.ensemble import IsolationForest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from deepsad_core.audit import audit_labels, label_free_scores, stop_hint
 from deepsad_core.backbone import extract_features, load_backbone
 from deepsad_core.data import load_dataset
+from deepsad_core.estimates import RoundSample, estimate_pool, round_sample
 from deepsad_core.exceptions import DataError
 from deepsad_core.protocols import scale_like_paper, semisupervised_training_set, split_train_test
 from deepsad_core.query import make_strategy
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
+from deepsad_core.threshold import choose_threshold
 
 __all__ = ["SimulationSetup", "load_simulation_data", "plot_curves", "simulate", "simulation_split"]
 
 CURVE_COLUMNS = [
     "strategy", "seed", "round", "n_labels", "anomalies_found", "test_auc", "test_ap", "seconds",
     "iforest_auc", "supervised_auc",
+    # over the pool, at the round's threshold: the estimates from the labels (deepsad_core.estimates)
+    # beside the truth
+    "threshold", "est_prevalence", "est_prevalence_low", "est_prevalence_high", "true_prevalence",
+    "est_recall", "est_recall_low", "est_recall_high", "true_recall", "est_precision", "est_precision_low",
+    "est_precision_high", "true_precision",
+    # with label noise: of the audit's five most doubted labels, the share that are wrong; the stopping hint
+    "wrong_labels", "audit_precision_at_5", "rank_correlation", "predicted_answers", "stop_hint",
 ]  # fmt: skip
 
 
@@ -98,8 +108,12 @@ def simulate(
     seed: int,
     log: Callable[[str], None] = lambda _: None,
     on_features: bool | None = None,
+    label_noise: float = 0.0,
 ) -> pd.DataFrame:
     """Learning curves of each strategy on one seed: one row per round.
+
+    With ``label_noise`` the simulated expert gives the wrong answer with that probability; each row
+    then says how many labels are wrong and how many of the audit's five most doubted labels are.
 
     Images that ``config`` sends through the pretrained backbone are turned into features first
     (``on_features=None``); ``on_features=True`` says ``setup`` already holds backbone features.
@@ -123,14 +137,23 @@ def simulate(
     for name in strategies:
         model, semi = copy.deepcopy(base), np.zeros(len(setup.X_pool), dtype=np.int64)
         strategy, found, started = make_strategy(name, config.mix), 0, time.perf_counter() - base_seconds
+        samples: list[RoundSample] = []  # each queue's random design, for the estimates
+        wrong = np.zeros(len(setup.X_pool), dtype=bool)  # labels the noisy expert got wrong
+        noise = np.random.default_rng([seed, 7])
+        previous, answered = None, {}  # (scores, threshold, estimated recall) of the last round
         for round_number in range(budget // batch_size + 1):
             if round_number:
                 if not (semi == 0).any():  # a pool smaller than the budget: every sample is labeled
                     break
                 picks = score_and_queue(model, setup.X_pool, semi, config, round_number, strategy).queue
+                samples.append(round_sample(semi != 0, picks))
                 idx = np.array([p.index for p in picks])
                 answers = setup.truth_pool[idx]
-                semi[idx] = np.where(answers == 1, -1, 1)  # the oracle
+                flipped = noise.random(len(idx)) < label_noise
+                given = np.where(flipped, 1 - answers, answers)  # the oracle, wrong with probability label_noise
+                semi[idx] = np.where(given == 1, -1, 1)
+                wrong[idx] = flipped
+                answered = {int(i): "anomalous" if g else "normal" for i, g in zip(idx, given, strict=True)}
                 found += int(answers.sum())
                 model = fit_round(model, setup.X_pool, semi, config, on_features=on_features)
             scores = model.decision_function(setup.X_test)
@@ -146,13 +169,54 @@ def simulate(
                     "seconds": time.perf_counter() - started,
                     "iforest_auc": iforest_auc,
                     "supervised_auc": _supervised_auc(setup, semi),
+                    **_estimate_columns(model.decision_scores_, semi, samples, setup.truth_pool, config),
                 }
             )
+            row = rows[-1]
+            recall = row["est_recall"] if np.isfinite(row["est_recall"]) else None
+            last_scores, last_threshold, last_recall = previous or (None, None, None)
+            hint = stop_hint(last_scores, model.decision_scores_, last_threshold, answered, last_recall, recall)
+            row.update(
+                wrong_labels=int(wrong.sum()),
+                audit_precision_at_5=_audit_precision(model, setup.X_pool, semi, wrong) if label_noise else np.nan,
+                rank_correlation=hint.rank_correlation,
+                predicted_answers=hint.predicted,
+                stop_hint=int(hint.stop),
+            )
+            previous = (model.decision_scores_.copy(), row["threshold"], recall)
             log(
                 f"seed {seed} {name:15s} round {round_number:2d}: labels {rows[-1]['n_labels']:3d}, "
                 f"anomalies found {found:3d}, test AUC {rows[-1]['test_auc']:.3f}"
             )
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _audit_precision(model, X: np.ndarray, semi: np.ndarray, wrong: np.ndarray) -> float:
+    """Of the audit's five most doubted labels, the share that are wrong."""
+    doubts = audit_labels(label_free_scores(model, X), semi, k=5, X=X)
+    return float(np.mean([wrong[d.index] for d in doubts])) if doubts else float("nan")
+
+
+def _estimate_columns(
+    scores: np.ndarray, semi: np.ndarray, samples: list[RoundSample], truth: np.ndarray, config: RoundConfig
+) -> dict[str, float]:
+    """The round's threshold (as the app chooses it), the estimates there, and the truth over the pool."""
+    threshold = choose_threshold(scores, semi, method=config.threshold_method, contamination=config.contamination)
+    flagged = scores > threshold.value
+    caught = int((flagged & (truth == 1)).sum())
+    out = {
+        "threshold": threshold.value,
+        "true_prevalence": float(truth.mean()),
+        "true_recall": caught / max(int(truth.sum()), 1),
+        "true_precision": caught / flagged.sum() if flagged.any() else float("nan"),
+    }
+    found = estimate_pool(scores, threshold.value, semi, samples)
+    for name in ("prevalence", "recall", "precision"):
+        value = getattr(found, name) if found is not None else None
+        out[f"est_{name}"] = value.value if value else float("nan")
+        out[f"est_{name}_low"] = value.low if value else float("nan")
+        out[f"est_{name}_high"] = value.high if value else float("nan")
+    return out
 
 
 def _flat(X: np.ndarray) -> np.ndarray:

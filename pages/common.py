@@ -164,6 +164,28 @@ def thumbnail(pixels: np.ndarray, size: int = 96) -> Image.Image:
     return image.resize((image.size[0] * scale, image.size[1] * scale), Image.Resampling.NEAREST)
 
 
+def heat_overlay(pixels: np.ndarray, heat: np.ndarray, size: int = 96) -> Image.Image:
+    """A sample's thumbnail with the parts that raise its score tinted red (the stronger, the redder)."""
+    base = thumbnail(pixels, size).convert("RGB")
+    raised = np.clip(heat, 0, None)
+    level = raised / raised.max() if raised.max() > 0 else raised
+    mask = Image.fromarray((level * 255).astype(np.uint8)).resize(base.size, Image.Resampling.NEAREST)
+    red = Image.new("RGB", base.size, (255, 40, 40))
+    return Image.composite(red, base, mask.point(lambda v: int(v * 0.6)))
+
+
+def score_drivers(project: Project, round_number: int, index: int) -> tuple[str, ...]:
+    """A table row's columns that drive its score up in a round, for a card (cached: a card asks on
+    every click)."""
+    return _score_drivers(str(project.path), round_number, index)
+
+
+@functools.lru_cache(maxsize=2_000)
+def _score_drivers(path: str, round_number: int, index: int) -> tuple[str, ...]:
+    drivers = worker_for(path).project.explain(index)
+    return tuple(f"**{plain(column)}** = {plain(value)}" for column, value, drop in drivers if drop > 0)
+
+
 SHADES = "\u00a0░▒▓█"  # lightest to darkest; a no-break space, since plain runs of spaces collapse in hover labels
 
 

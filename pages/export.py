@@ -12,21 +12,48 @@ from deepsad_core.studio import Project, load_detector, tradeoff_curve
 from pages.common import project_page, without_paths
 
 
+def _interval(estimate, percent: bool = False) -> str:
+    scale, unit = (100, " %") if percent else (1, "")
+    return f"{estimate.value * scale:.2f}{unit} ({estimate.low * scale:.2f}–{estimate.high * scale:.2f})"
+
+
 def render_threshold(project: Project) -> float:
     current = project.current_round()
     chosen = current.threshold
-    curve = tradeoff_curve(current.scores, project.semi_targets(), include=[chosen["value"]])
-    st.caption(f"Suggested: {chosen['value']:.4g} ({chosen['method']}: {chosen['detail']})")
+    suggested = project.suggested_threshold()
+    if suggested is not None:
+        start = suggested.threshold
+        st.caption(
+            f"Suggested: {start:.4g} (the best estimated F1 over all samples, from {suggested.random_labels} "
+            "labels of the queue's random picks)"
+        )
+    else:
+        start = chosen["value"]
+        st.caption(
+            f"Suggested: {start:.4g} ({chosen['method']}: {chosen['detail']}). Estimates over all samples "
+            "appear once some of the queue's random picks are labeled."
+        )
+    curve = tradeoff_curve(current.scores, project.semi_targets(), include=[chosen["value"], start])
     value = st.select_slider(
         "Threshold (samples scoring above it are flagged)", options=curve["threshold"].tolist(),
-        value=chosen["value"],
-        format_func=lambda v: f"{v:.4g}", key="export.threshold",
+        value=start, format_func=lambda v: f"{v:.4g}", key="export.threshold",
     )  # fmt: skip
     row = curve[curve.threshold == value].iloc[0]
     c1, c2, c3 = st.columns(3)
     c1.metric("Flagged", f"{int(row.flagged)} of {len(current.scores)}")
     c2.metric("Precision on labels", "-" if pd.isna(row.precision) else f"{row.precision:.2f}")
     c3.metric("Recall on labels", "-" if pd.isna(row.recall) else f"{row.recall:.2f}")
+    found = project.estimates(threshold=float(value))
+    if found is not None:
+        e1, e2, e3 = st.columns(3)
+        e1.metric("Estimated anomalies in the data", _interval(found.prevalence, percent=True))
+        e2.metric("Estimated precision", _interval(found.precision))
+        e3.metric("Estimated recall", _interval(found.recall))
+    st.caption(
+        "*On labels*: among the samples you labeled, which the queue chose on purpose (most anomalous, "
+        "uncertain, unusual), so they flatter the detector. *Estimated*: over all samples, from the "
+        "queue's random picks, with 90 % intervals."
+    )
     if curve["precision"].notna().any():
         st.line_chart(curve.set_index("threshold")[["precision", "recall"]], height=220)
     return float(value)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import streamlit as st
 
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 from pages.common import (
+    heat_overlay,
     plain,
     project_page,
     remember_action,
     round_progress,
+    score_drivers,
     standout_values,
     thumbnail,
     train_button,
@@ -69,6 +72,9 @@ def undo(project: Project) -> None:
 
 
 DECISIONS = {"normal": "Normal", "anomalous": "Anomalous", "skip": "Skip"}
+# Keys for the card in focus: one listener on the page, kept across reruns, clicks the same controls a
+# mouse would (pages/label_keys.html), so a key press is a click: same callbacks, same durable label.
+KEYS_SCRIPT = Path(__file__).with_name("label_keys.html")
 
 
 def decide(project: Project, key: str, round_number: int, index: int) -> None:
@@ -86,11 +92,20 @@ def render_item(project: Project, item: dict) -> None:
     i = item["index"]
     with st.container(border=True, width=CARD_WIDTH[project.kind]):
         if project.kind == "image":
-            st.image(thumbnail(project.pixels[i]), caption=item["sample_id"], width="stretch")
+            picture = (
+                heat_overlay(project.pixels[i], project.explain(i))
+                if st.session_state.get("label.explain")
+                else thumbnail(project.pixels[i])
+            )
+            st.image(picture, caption=item["sample_id"], width="stretch")
             st.markdown(f":gray[{item['reason']}]")
         else:
             values = "  \n".join(standout_values(project, i))
-            st.markdown(f"**{plain(item['sample_id'])}**  \n{values}  \n:gray[{item['reason']}]")
+            drivers = ", ".join(score_drivers(project, item["round"], i)) or "-"
+            st.markdown(
+                f"**{plain(item['sample_id'])}**  \n{values}  \n:gray[drives the score:] {drivers}  \n"
+                f":gray[{item['reason']}]"
+            )
         key = f"label.{item['strategy']}.{i}"  # the section is in the key, so tests can find each queue's items
         st.segmented_control(
             "Decision",
@@ -129,8 +144,38 @@ def render_header(project: Project, worker: RoundWorker, labels: dict[int, str],
         st.button("Undo last action", key="label.undo", on_click=undo, args=(project,))
         train_button(worker, "label.train")
         st.toggle("Show every item", key="label.show_all")
+        if project.kind == "image":
+            st.toggle("Show what drives the score", key="label.explain", help="Red: the parts that raise the score")
+    st.caption(
+        "Keys: **J** / **K** move to the next / previous card, **N** normal, **A** anomalous, **S** skip, **U** undo."
+    )
+    st.iframe(KEYS_SCRIPT, height=1)
     if message := st.session_state.pop("label.undo_message", None):
         st.toast(message)
+
+
+def render_stop_hint(project: Project, current) -> None:
+    hint = project.stop_hint(current)
+    if hint is not None and hint.rank_correlation is not None:
+        (st.success if hint.stop else st.caption)(hint.describe())
+
+
+def render_audit(project: Project) -> None:
+    """The labels the detector most doubts, each with a one-click relabel (computed only when shown)."""
+    if not st.toggle("Double-check my labels", key="label.audit", help="The labels the detector disagrees with most"):
+        return
+    doubts = project.audit(k=5)
+    if not doubts:
+        st.caption("No labels yet.")
+        return
+    for doubt in doubts:
+        other = "anomalous" if doubt.label == "normal" else "normal"
+        with st.container(horizontal=True, vertical_alignment="center"):
+            st.markdown(f"**{plain(project.sample_ids[doubt.index])}** · {doubt.reason}")
+            st.button(
+                f"Relabel {other}", key=f"label.audit.{doubt.index}", on_click=give_label,
+                args=(project, [doubt.index], other),
+            )  # fmt: skip
 
 
 def label_body(project: Project, worker: RoundWorker) -> None:
@@ -140,6 +185,9 @@ def label_body(project: Project, worker: RoundWorker) -> None:
     labels = project.labels()  # one read per click, for the queue and the counts
     queue = pending_queue(project, current, labels)
     render_header(project, worker, labels, queue, current)
+    if current is not None:
+        render_stop_hint(project, current)
+        render_audit(project)
     if current is None:
         st.info("Round 0 is training: the first queue appears here when it is done.")
         return

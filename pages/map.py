@@ -8,7 +8,17 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from deepsad_core.studio import Project
-from pages.common import plain, project_page, remember_action, round_progress, text_sketch, thumbnail, worker_for
+from pages.common import (
+    heat_overlay,
+    plain,
+    project_page,
+    remember_action,
+    round_progress,
+    score_drivers,
+    text_sketch,
+    thumbnail,
+    worker_for,
+)
 
 COLOR_BY = ("score", "label", "queue", "truth")
 MAX_HOVER_SKETCHES = 5_000  # each sketch is a few hundred characters sent with the figure
@@ -92,9 +102,13 @@ def render_selection(project: Project, frame: pd.DataFrame, selected: list[int])
         st.subheader(f"Sample {plain(frame.sample_id[i])}")
         st.caption(f"score {frame.score[i]:.4g} · label {frame.label[i]}")
         if project.kind == "image":
-            st.image(thumbnail(project.pixels[i], 160))
+            c1, c2 = st.columns(2)
+            c1.image(thumbnail(project.pixels[i], 160), caption="the sample")
+            c2.image(heat_overlay(project.pixels[i], project.explain(i), 160), caption="red: what raises its score")
         else:
             st.dataframe(project.raw.iloc[[i]].T, width="stretch")
+            drivers = ", ".join(score_drivers(project, project.current_round().number, i))
+            st.markdown(f"Drives the score: {drivers or 'nothing stands out'}")
     st.subheader(f"{len(selected)} sample(s) selected")
     with st.form("map.bulk"):
         label = st.radio("Label them", ["normal", "anomalous"], horizontal=True)

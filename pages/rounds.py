@@ -15,6 +15,13 @@ from pages.common import (
 )
 
 
+def _with_interval(metrics: dict, name: str) -> str | None:
+    """An estimate and its 90 % interval, as the round recorded them (rounds before any random label: none)."""
+    if name not in metrics:
+        return None
+    return f"{metrics[name]:.2f} ({metrics[name + '_low']:.2f}–{metrics[name + '_high']:.2f})"
+
+
 def history(project: Project) -> pd.DataFrame:
     rows = []
     for r in project.rounds():
@@ -30,12 +37,30 @@ def history(project: Project) -> pd.DataFrame:
                 "AUC": metrics.get("auc"),
                 "AP": metrics.get("ap"),
                 "anomalies found": metrics.get("anomalies_found"),
+                "est. anomaly share": _with_interval(metrics, "est_prevalence"),
+                "est. recall": _with_interval(metrics, "est_recall"),
                 "seconds": r.seconds,
                 "finished": r.finished_at,
                 "problem": r.error,
             }
         )
     return pd.DataFrame(rows)
+
+
+def render_annotators(project: Project) -> None:
+    counts = project.annotator_counts()
+    if len(counts) < 2:
+        return
+    st.subheader("Annotators")
+    st.dataframe(pd.DataFrame(counts).T.rename_axis("annotator").reset_index(), hide_index=True)
+    conflicts = project.conflicts()
+    if conflicts:
+        st.markdown(
+            f"**{len(conflicts)} sample(s) labeled differently.** The latest label trains the model, whoever "
+            "gave it (the *used* column); relabel a sample on the Label or Map page to settle it."
+        )
+        rows = [{"sample": c["sample_id"], **c["labels"], "used": c["used"]} for c in conflicts]
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
 
 
 def main() -> None:
@@ -47,6 +72,7 @@ def main() -> None:
         st.info("No round has finished yet.")
         return
     st.dataframe(table, width="stretch", hide_index=True)
+    render_annotators(project)
     current = project.current_round()
     if current is not None:
         st.subheader("Scores of the current round")

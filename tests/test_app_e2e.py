@@ -35,9 +35,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, chromium):  # no server without a browser to drive it
+def server_workspace(tmp_path_factory) -> Path:
+    """The workspace the app server keeps its projects in (tests read its SQLite directly)."""
+    return tmp_path_factory.mktemp("workspace")
+
+
+@pytest.fixture(scope="module")
+def app_url(server_workspace, tmp_path_factory, chromium):  # no server without a browser to drive it
     port = _free_port()
-    env = {**os.environ, "DEEPSAD_WORKSPACE": str(tmp_path_factory.mktemp("workspace"))}
+    env = {**os.environ, "DEEPSAD_WORKSPACE": str(server_workspace)}
     log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
@@ -198,6 +204,42 @@ def test_undo_takes_back_this_sessions_last_label(page, sample):
     page.get_by_role("button", name="Undo last action").click()
     page.get_by_text("Undid the label of 1 sample(s).").wait_for()
     _wait_for_metric(page, "Labeled normal", str(normal))
+
+
+def _card_keys(page) -> list[str]:
+    """Every queue card's key class, in page order (the order the keys move through)."""
+    classes = page.locator('[class*="st-key-label-"]').evaluate_all("els => els.map(e => e.className)")
+    keys = [next(c for c in cls.split() if c.startswith("st-key-label-")) for cls in classes]
+    return [k for k in keys if k.split("-")[-1].isdigit()]
+
+
+def _wait_for_label(project, index: int, label: str | None) -> None:
+    deadline = time.time() + 30
+    while project.labels().get(index) != label:
+        assert time.time() < deadline, f"sample {index}: {project.labels().get(index)}, expected {label}"
+        time.sleep(0.1)
+
+
+def test_keys_label_the_card_in_focus_and_undo(page, sample, server_workspace):
+    from deepsad_core.studio import Project
+
+    project = Project.open(Project.path_for(server_workspace, "Sample - Breast cancer"))
+    page.get_by_role("link", name="Label").click()
+    page.get_by_text("move to the next / previous card").wait_for()
+    page.wait_for_function("() => window.__deepsadKeys === true")  # the listener is in
+    first, second = _card_keys(page)[:2]
+    page.keyboard.press("a")  # the first card has the focus
+    page.locator(f'[class~="{first}"]').wait_for(state="detached")
+    _wait_for_label(project, int(first.split("-")[-1]), "anomalous")
+    second_now = _card_keys(page)[1]
+    page.keyboard.press("j")
+    page.keyboard.press("n")
+    page.locator(f'[class~="{second_now}"]').wait_for(state="detached")
+    _wait_for_label(project, int(second_now.split("-")[-1]), "normal")
+    page.keyboard.press("u")
+    page.get_by_text("Undid the label of 1 sample(s).").wait_for()
+    _wait_for_label(project, int(second_now.split("-")[-1]), None)
+    assert project.labels().get(int(first.split("-")[-1])) == "anomalous" and second != first
 
 
 def test_a_round_trains_in_the_background_while_labeling_goes_on(page, sample):

@@ -15,6 +15,7 @@ def test_the_page_shows_the_counts_and_the_queue_in_sections(sample_project):
     subheaders = " ".join(h.value for h in at.subheader)
     for title in ("Most anomalous (4)", "Most uncertain (2)", "Diverse picks (10)", "Random picks (4)"):
         assert title in subheaders
+    assert len([m for m in at.markdown if "drives the score:] **" in m.value]) == 12  # every card shown says why
     top = max(sample_project.current_round().scores)
     first = _cards(at, "most_anomalous")[0]
     assert sample_project.current_round().scores[int(first.key.rsplit(".", 1)[1])] == top  # highest first
@@ -58,3 +59,17 @@ def test_undo_leaves_another_sessions_labels_alone(sample_project):
     mine.button(key="label.undo").click().run()
     assert len(sample_project.labels()) == 1
     assert [t.value for t in mine.toast] == ["Nothing to undo."]
+
+
+def test_the_audit_shows_the_most_doubted_label_and_relabels_it_in_one_click(sample_project):
+    scores = sample_project.current_round().scores
+    top = int(scores.argmax())
+    sample_project.label(top, "normal")  # the highest score, labeled normal: a likely slip
+    sample_project.label([int(i) for i in scores.argsort()[:5]], "normal")
+    at = open_page("pages/label.py", sample_project)
+    assert not any(b.key.startswith("label.audit.") for b in at.button)  # hidden until asked for
+    at.toggle(key="label.audit").set_value(True).run()
+    doubted = [b for b in at.button if b.key.startswith("label.audit.")]
+    assert doubted[0].key == f"label.audit.{top}" and doubted[0].label == "Relabel anomalous"
+    doubted[0].click().run()
+    assert Project.open(sample_project.path).labels()[top] == "anomalous"

@@ -38,3 +38,10 @@ def test_a_selection_is_labeled_only_once_confirmed_and_keeps_earlier_labels(sam
     at.button[[b.label for b in at.button].index("Apply label")].click().run()
     assert sample_project.labels() == {1: "normal", 2: "anomalous", 3: "normal"}
     assert any("Labeled 2 sample(s) normal. 1 already had a label and kept it" in s.value for s in at.success)
+
+
+def test_one_selected_row_shows_its_values_and_what_drives_its_score(sample_project):
+    at = open_page("pages/map.py", sample_project)
+    at.session_state["map.selection"] = [int(sample_project.current_round().scores.argmax())]
+    at.run()
+    assert any(m.value.startswith("Drives the score: **") for m in at.markdown)

@@ -21,3 +21,15 @@ def test_the_score_histogram_marks_the_threshold(sample_project):
     at = open_page("pages/rounds.py", sample_project)
     histogram = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [a["text"] for a in histogram["layout"]["annotations"]] == ["threshold"]
+
+
+def test_two_annotators_counts_and_conflicts_are_listed_with_the_rule(sample_project):
+    sample_project.label([0, 1], "normal", "ana")
+    sample_project.label([1], "anomalous", "ben")
+    at = open_page("pages/rounds.py", sample_project)
+    counts, conflicts = at.dataframe[1].value, at.dataframe[2].value
+    assert counts["annotator"].tolist() == ["ana", "ben"] and counts["normal"].tolist() == [2, 0]
+    sample = str(sample_project.sample_ids[1])
+    expected = {"sample": sample, "ana": "normal", "ben": "anomalous", "used": "anomalous"}
+    assert conflicts.to_dict("records") == [expected]
+    assert any("The latest label trains the model" in m.value for m in at.markdown)

@@ -49,6 +49,22 @@ def test_curves_have_one_row_per_round_and_the_oracle_finds_anomalies(npz):
     assert top >= 3 * expected_at_random  # the blobs' anomalies score highest
 
 
+def test_an_expert_who_errs_is_audited_and_estimates_sit_beside_the_truth(npz):
+    setup = load_simulation_data(npz, seed=0)
+    config = RoundConfig(first_ae_epochs=2, first_epochs=3, epochs_per_round=2, batch_size=64)
+    curves = simulate(setup, ["hybrid"], budget=30, batch_size=10, config=config, seed=0, label_noise=0.3)
+    assert curves["wrong_labels"].is_monotonic_increasing and curves["wrong_labels"].iloc[-1] > 0
+    assert curves["audit_precision_at_5"].iloc[1:].between(0, 1).all()
+    assert curves["true_prevalence"].eq(setup.truth_pool.mean()).all()
+    later = curves.iloc[1:]  # from the first answered random picks on
+    assert (later.est_prevalence_low <= later.est_prevalence).all() and (
+        later.est_prevalence <= later.est_prevalence_high
+    ).all()
+    assert curves["stop_hint"].isin([0, 1]).all() and curves["rank_correlation"].iloc[1:].between(-1, 1).all()
+    clean = simulate(setup, ["hybrid"], budget=10, batch_size=10, config=config, seed=0)
+    assert clean["wrong_labels"].eq(0).all() and clean["audit_precision_at_5"].isna().all()
+
+
 def test_cli_writes_curves_and_plot(npz, tmp_path):
     out = tmp_path / "sim"
     result = subprocess.run(

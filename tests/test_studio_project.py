@@ -249,3 +249,64 @@ def test_standout_names_the_columns_farthest_from_the_typical_row(tmp_path):
     column, value, z = project.standout(7, k=3)[0]
     assert (column, value) == ("b", 40.0) and z > 5
     assert {c for c, _, _ in project.standout(7, k=4)} <= {"a", "b", "kind"}  # one-hot features by their column
+
+
+def test_the_suggested_threshold_is_estimated_over_all_images_not_the_labels(tmp_path):
+    import io
+    import zipfile
+
+    from conftest import make_photos
+    from PIL import Image
+
+    from deepsad_core.studio.worker import RoundWorker
+
+    # a folder-truth image set, a tenth anomalous, and 36 queued labels answered from the truth
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for i, px in enumerate(make_photos(300, seed=5)):
+            image = io.BytesIO()
+            Image.fromarray(px).save(image, "PNG")
+            zf.writestr(f"{'anomaly' if i >= 270 else 'normal'}/p{i:03d}.png", image.getvalue())
+    project = Project.create(tmp_path / "ws", "photos", buffer.getvalue(), filename="photos.zip")
+    truth = project.truth()
+    worker = RoundWorker(project)
+    assert worker.run().state == "done"
+    assert project.estimates() is None and project.suggested_threshold() is None  # no random pick answered yet
+    for budget in (20, 16):
+        queue = sorted(project.current_round().queue, key=lambda q: q["strategy"] != "random")[:budget]
+        for q in queue:
+            project.label(q["index"], "anomalous" if truth[q["index"]] else "normal")
+        assert worker.run().state == "done"
+    assert len(project.labels()) == 36
+    found = project.suggested_threshold()
+    scores = project.current_round().scores
+    flagged = scores > found.threshold
+    true_recall = (flagged & (truth == 1)).sum() / truth.sum()
+    assert found.recall.holds(true_recall), (found.recall, true_recall)
+    assert found.prevalence.holds(truth.mean()), (found.prevalence, truth.mean())
+    assert found.random_labels == 8  # the queue's random part: four a round
+    assert "est_recall" in project.current_round().metrics  # the Rounds page's figures
+    heat = project.explain(int(np.argmax(scores)))  # through the backbone, patch by patch
+    assert heat.shape == (32, 32) and np.isfinite(heat).all() and heat.max() > 0
+
+
+def test_conflicts_between_annotators_name_the_label_that_trains(project):
+    project.label([0, 1], "normal", "ana")
+    project.label([1], "anomalous", "ben")
+    assert project.annotator_counts() == {"ana": {"normal": 2, "anomalous": 0}, "ben": {"normal": 0, "anomalous": 1}}
+    assert project.conflicts() == [
+        {"index": 1, "sample_id": "s1", "labels": {"ana": "normal", "ben": "anomalous"}, "used": "anomalous"}
+    ]
+
+
+def test_explain_names_the_column_that_drives_a_rows_score(tmp_path):
+    from deepsad_core.studio.worker import RoundWorker
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame(rng.normal(0, 1, (300, 5)), columns=list("abcde"))
+    df["kind"] = rng.choice(["x", "y"], 300)
+    df.loc[10, "d"] = 12.0  # far off on one column
+    project = Project.create(tmp_path / "ws", "rows", df)
+    assert RoundWorker(project).run().state == "done"
+    column, value, drop = project.explain(10)[0]
+    assert (column, value) == ("d", 12.0) and drop > 0

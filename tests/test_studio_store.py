@@ -140,3 +140,11 @@ def test_skips_are_kept_per_round_and_are_not_labels(store):
     reopened = ProjectStore(store.path)  # a reload, or a restarted server
     assert reopened.skipped(0) == {5} and reopened.skipped(1) == {6} and reopened.skipped(2) == set()
     assert reopened.current_labels() == {}
+
+
+def test_each_annotators_standing_labels(store):
+    store.add_labels([1, 2], "normal", "ana")
+    store.add_labels([2], "anomalous", "ben")  # ben disagrees on sample 2, and his label is the latest
+    store.add_labels([3], "anomalous", "ben")
+    store.undo_last("ben")  # ben takes back sample 3
+    assert store.labels_by_annotator() == {"ana": {1: "normal", 2: "normal"}, "ben": {2: "anomalous"}}

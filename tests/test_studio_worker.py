@@ -65,6 +65,15 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     assert [h["phase"] for h in m1.history_ if h["fit"] == 1] == ["train"] * FAST.epochs_per_round
     assert not set(q["index"] for q in second.queue) & set(picked[:6])  # labeled samples are not queued again
     assert second.threshold["method"] == "best_f1"
+    # what the next steps read: the random design, label-free scores for the audit, the stopping hint
+    random_picks = [q for q in first.queue if q["strategy"] == "random"]
+    assert first.sample().random_picks.tolist() == [q["index"] for q in random_picks]
+    assert all(q["inclusion"] == 1.0 for q in first.queue if q["strategy"] != "random")
+    assert all(0 < q["inclusion"] < 1 for q in random_picks)
+    assert np.load(second.path / "label_free.npy").shape == (330,)
+    hint = project.stop_hint()
+    assert hint is not None and -1 <= hint.rank_correlation <= 1 and hint.predicted is not None
+    assert {d.index for d in project.audit(k=6)} == set(picked[:6])
 
 
 def test_background_round_reports_progress_and_can_be_cancelled(project):

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from deepsad_core.atomic import atomic_folder
-from deepsad_core.backbone import FeatureExtractor, load_backbone
+from deepsad_core.audit import Doubt, StopHint, audit_labels
+from deepsad_core.backbone import FeatureExtractor, extract_features, feature_cache, load_backbone
 from deepsad_core.data import (
     Dataset,
     ImagePreprocessor,
@@ -39,7 +40,9 @@ from deepsad_core.data import (
     preprocessor_from_dict,
     read_any_table,
 )
+from deepsad_core.estimates import PoolEstimates, RoundSample, estimate_pool, suggest_threshold
 from deepsad_core.exceptions import DataError, ProjectNameError, RoundBusyError
+from deepsad_core.explain import attributions, top_features
 from deepsad_core.labels import semi_targets
 from deepsad_core.rounds import RoundConfig, model_input
 from deepsad_core.studio.store import ProjectStore, now
@@ -122,6 +125,13 @@ class RoundView:
     @cached_property
     def queue(self) -> list[dict[str, Any]]:
         return json.loads((self.path / "queue.json").read_text())
+
+    def sample(self) -> RoundSample | None:
+        """What its queue's random part drew from, and drew (rounds before estimates have none)."""
+        if not (self.path / "frame.npy").exists():
+            return None
+        picks = [q["index"] for q in self.queue if q["strategy"] == "random"]
+        return RoundSample(np.load(self.path / "frame.npy"), np.asarray(picks, dtype=np.int64))
 
     @property
     def map_method(self) -> str:
@@ -330,6 +340,26 @@ class Project:
         raw = self.raw.iloc[sample_idx]
         return [(columns[j], raw[columns[j]], float(z[j])) for j in np.argsort(-np.abs(z))[:k]]
 
+    def annotator_counts(self) -> dict[str, dict[str, int]]:
+        """How many standing labels each annotator gave, by kind."""
+        return {
+            who: {kind: sum(v == kind for v in given.values()) for kind in ("normal", "anomalous")}
+            for who, given in sorted(self.store.labels_by_annotator().items())
+        }
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        """Samples that annotators labeled differently: each one's labels by annotator, and the label that
+        trains the model (``used``: the latest given, by whoever gave it)."""
+        by_annotator = self.store.labels_by_annotator()
+        current = self.labels()
+        samples = sorted({i for given in by_annotator.values() for i in given})
+        out = []
+        for i in samples:
+            given = {who: labels[i] for who, labels in sorted(by_annotator.items()) if i in labels}
+            if len(set(given.values())) > 1:
+                out.append({"index": i, "sample_id": str(self.sample_ids[i]), "labels": given, "used": current.get(i)})
+        return out
+
     def skip(self, sample_idx: int, round_number: int, annotator: str = "expert") -> None:
         """Take a sample out of that round's queue without labeling it ("not now"); durable on return."""
         self.store.add_skip(round_number, sample_idx, annotator)
@@ -371,6 +401,92 @@ class Project:
         done = [r for r in self.rounds() if r.status == "done"]
         return done[-1] if done else None
 
+    def round_samples(self) -> list[RoundSample]:
+        """Every finished round's random design, for :mod:`deepsad_core.estimates`."""
+        return [x for x in (r.sample() for r in self.rounds() if r.status == "done") if x is not None]
+
+    def estimates(self, threshold: float | None = None, round_number: int | None = None) -> PoolEstimates | None:
+        """The pool's anomaly share, and recall and precision at ``threshold`` (default: the round's
+        own), estimated from every label so far with 90 % intervals; ``None`` until a random pick is
+        labeled."""
+        view = self._done_round(round_number)
+        value = view.threshold["value"] if threshold is None else threshold
+        return estimate_pool(view.scores, value, self.semi_targets(), self.round_samples())
+
+    def audit(self, k: int = 5) -> list[Doubt]:
+        """The ``k`` labels the current round most doubts (see :func:`deepsad_core.audit.audit_labels`):
+        its label-free scores against each label, and the other labels against it."""
+        view = self._done_round(None)
+        path = view.path / "label_free.npy"
+        scores = np.load(path) if path.exists() else view.scores
+        return audit_labels(scores, self.semi_targets(), k=k, X=np.asarray(self.X_for(view)))
+
+    def X_for(self, view: RoundView) -> np.ndarray:
+        """The input the round's model learned on: the data, or the backbone features it was trained on."""
+        key = view.metrics.get("features_key")
+        cached = feature_cache(self.path / _DATA, key) if key else None
+        return np.load(cached, mmap_mode="r") if cached is not None and cached.exists() else self.X
+
+    def explain(self, sample_idx: int, k: int = 3) -> list[tuple[str, Any, float]] | np.ndarray:
+        """What drives a sample's score in the current round (see :mod:`deepsad_core.explain`).
+
+        A table row: its ``k`` columns whose typical value would lower the score most, as ``(column, raw
+        value, score drop)``. An image: a map of the score's drop per pixel, shaped ``(height, width)``."""
+        view = self._done_round(None)
+        model = self._round_model(view.number)
+        if self.kind == "tabular":
+            values = model.explain(np.asarray(self.X[[sample_idx]]))[0]
+            columns = self.preprocessor.feature_columns
+            raw = self.raw.iloc[sample_idx]
+            return [(c, raw[c], v) for c, v in top_features(values, columns, k)]
+        pixels = np.asarray(self.X[[sample_idx]], dtype=np.float32)
+        baseline = self._typical_image
+        key = view.metrics.get("features_key")
+        if key is None:  # the model learned on the images themselves
+            return model.explain(pixels, baseline=baseline)[0].sum(axis=0)
+        extractor = load_backbone(RoundConfig.from_dict({**RoundConfig().to_dict(), **view.row["config"]}).backbone)
+
+        def score(batch: np.ndarray) -> np.ndarray:
+            return model.decision_function(extract_features(extractor, batch))
+
+        return attributions(score, pixels, baseline)[0].sum(axis=0)
+
+    @cached_property
+    def _typical_image(self) -> np.ndarray:
+        return np.median(np.asarray(self.X, dtype=np.float32), axis=0)
+
+    def _round_model(self, number: int):
+        """A round's model, loaded once per project object (explanations ask for it on every card)."""
+        from deepsad_core.ensemble import load_model
+
+        cache = self.__dict__.setdefault("_models", {})
+        if number not in cache:
+            cache.clear()
+            cache[number] = load_model(self.round_path(number) / "model", device="cpu")
+        return cache[number]
+
+    def stop_hint(self, view: RoundView | None = None) -> StopHint | None:
+        """Whether the last labels still changed the detector, as a round (default: the current one)
+        recorded it."""
+        view = view or self.current_round()
+        recorded = view.metrics.get("stop") if view is not None else None
+        return StopHint(**recorded) if recorded else None
+
+    def suggested_threshold(self, round_number: int | None = None) -> PoolEstimates | None:
+        """The threshold with the best estimated F1 over the pool, with its estimates (``None`` until a
+        random pick is labeled: then the round's own threshold, from the labels, is all there is)."""
+        view = self._done_round(round_number)
+        return suggest_threshold(view.scores, self.semi_targets(), self.round_samples())
+
+    def _done_round(self, round_number: int | None) -> RoundView:
+        done = {r.number: r for r in self.rounds() if r.status == "done"}
+        if not done:
+            raise DataError("this project has no finished round yet: run a round first")
+        number = max(done) if round_number is None else round_number
+        if number not in done:
+            raise DataError(f"round {number} did not finish; finished rounds: {sorted(done)}")
+        return done[number]
+
     def export(
         self,
         round_number: int | None = None,
@@ -390,13 +506,8 @@ class Project:
         from deepsad_core.ensemble import load_model
         from deepsad_core.export import export_bundle
 
-        done = {r.number: r for r in self.rounds() if r.status == "done"}
-        if not done:
-            raise DataError("this project has no finished round yet: run a round before exporting")
-        number = max(done) if round_number is None else round_number
-        if number not in done:
-            raise DataError(f"round {number} did not finish; finished rounds: {sorted(done)}")
-        view = done[number]
+        view = self._done_round(round_number)
+        number = view.number
         model = load_model(view.path / "model", device="cpu")
         config = RoundConfig.from_dict({**RoundConfig().to_dict(), **(view.row["config"] or {})})
         # the model itself says what it was trained on: images' features (1-D input) or the images
@@ -414,6 +525,9 @@ class Project:
             "label_counts": {k: metrics.get(k) for k in ("n_labels", "labeled_normal", "labeled_anomalous")},
             "metrics": {k: v for k, v in metrics.items() if k in ("auc", "ap", "auc_unlabeled", "anomalies_found")},
         }
+        chosen = (threshold or view.threshold)["value"]
+        found = estimate_pool(view.scores, chosen, self.semi_targets(), self.round_samples())
+        info["estimates"] = found.to_dict() if found is not None else None  # over the project's data
         paths = export_bundle(
             model,
             self.preprocessor,

@@ -252,6 +252,21 @@ class ProjectStore:
             db.row_factory = sqlite3.Row
             return [dict(r) for r in db.execute("SELECT * FROM label_events ORDER BY id")]
 
+    def labels_by_annotator(self) -> dict[str, dict[int, str]]:
+        """Each annotator's own standing labels: their latest event per sample (one they took back is gone)."""
+        rows = self._rows(
+            "SELECT e.annotator, e.sample_idx, e.label FROM label_events e JOIN (SELECT MAX(id) AS id "
+            "FROM label_events GROUP BY sample_idx, annotator) last ON e.id = last.id WHERE e.label IS NOT NULL"
+        )
+        out: dict[str, dict[int, str]] = {}
+        for annotator, idx, label in rows:
+            out.setdefault(annotator, {})[idx] = label
+        return out
+
+    def _rows(self, query: str) -> list[tuple]:
+        with self.connect() as db:
+            return db.execute(query).fetchall()
+
     def n_events(self) -> int:
         with self.connect() as db:
             return db.execute("SELECT COUNT(*) FROM label_events").fetchone()[0]

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from deepsad_core.audit import StopHint, label_free_scores, stop_hint
 from deepsad_core.ensemble import load_model
+from deepsad_core.estimates import RoundSample, estimate_pool, round_sample
 from deepsad_core.exceptions import RoundBusyError, TrainingCancelled
 from deepsad_core.labels import label_counts
 from deepsad_core.projection import layout_shift, pca_map
@@ -31,7 +33,7 @@ from deepsad_core.studio.project import Project
 from deepsad_core.studio.store import now
 from deepsad_core.training import Progress
 
-__all__ = ["RoundStatus", "RoundWorker", "round_metrics"]
+__all__ = ["RoundStatus", "RoundWorker", "estimate_metrics", "round_metrics"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,19 @@ class RoundStatus:
         loss = f" · loss {self.loss:.4g}" if self.loss is not None else ""
         left = f" · about {self.seconds_left:.0f} s left in this phase" if self.seconds_left else ""
         return f"Round {self.round_number}: {what}{loss}{left}"
+
+
+def estimate_metrics(scores: np.ndarray, threshold: float, semi_targets: np.ndarray, samples: list) -> dict:
+    """The pool's estimated anomaly share, and the estimated recall at ``threshold``, with intervals
+    (empty until some random picks are labeled)."""
+    found = estimate_pool(scores, threshold, semi_targets, samples)
+    if found is None:
+        return {}
+    return {
+        f"est_{name}{part}": getattr(getattr(found, name), field)
+        for name in ("prevalence", "recall")
+        for part, field in (("", "value"), ("_low", "low"), ("_high", "high"))
+    }
 
 
 def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarray | None) -> dict:
@@ -172,9 +187,14 @@ class RoundWorker:
             model, X, metrics = self._train(config, semi)
             self._set(phase="score", message="scoring every sample")
             out = score_and_queue(model, X, semi, config, number)
+            sample = round_sample(semi != 0, out.queue)
             metrics = {**round_metrics(out.scores, semi, project.truth()), **metrics}
+            metrics.update(estimate_metrics(out.scores, out.threshold.value, semi, project.round_samples()))
+            metrics["stop"] = self._stop_hint(previous, out.scores, metrics.get("est_recall")).to_dict()
+            label_free = label_free_scores(model, X)
             metrics["round_seconds"] = time.perf_counter() - t0
-            self._persist(number, model, out, previous, self._row("done", started_at, t0, semi, config, metrics))
+            row = self._row("done", started_at, t0, semi, config, metrics)
+            self._persist(number, model, out, sample, label_free, previous, row)
         except TrainingCancelled as e:
             self._record_failure(number, "cancelled", str(e), started_at, t0, semi, config)
             return self.status()
@@ -205,8 +225,22 @@ class RoundWorker:
             recorded["features_key"] = features_key  # which backbone's features this model learned on
         return model, X, recorded
 
-    def _persist(self, number: int, model, out, previous, row: dict) -> None:
-        """The round's files (model, scores, latents, PCA map, threshold, queue), then its row."""
+    def _stop_hint(self, previous, scores: np.ndarray, recall: float | None) -> StopHint:
+        """Against the previous round: how far the scores moved, and how many of the answers to its queue
+        it had predicted."""
+        if previous is None:
+            return stop_hint(None, scores, None, {})
+        labels = self.project.labels()
+        answered = {q["index"]: labels[q["index"]] for q in previous.queue if q["index"] in labels}
+        return stop_hint(
+            previous.scores, scores, previous.threshold["value"], answered, previous.metrics.get("est_recall"), recall
+        )
+
+    def _persist(
+        self, number: int, model, out, sample: RoundSample, label_free: np.ndarray, previous, row: dict
+    ) -> None:
+        """The round's files (model, scores, label-free scores for the audit, latents, PCA map, threshold,
+        queue and its random design), then its row."""
         project = self.project
         pca = pca_map(out.latents, previous.map_coords() if previous is not None else None)
 
@@ -215,9 +249,12 @@ class RoundWorker:
         def write(folder: Path) -> None:
             model.save(folder / "model")
             np.save(folder / "scores.npy", out.scores)
+            np.save(folder / "label_free.npy", label_free)
             np.save(folder / "latents.npy", out.latents)
             np.save(folder / "map_pca.npy", pca.coords)
             (folder / "threshold.json").write_text(json.dumps(out.threshold.to_dict()))
+            np.save(folder / "frame.npy", sample.frame)  # what the queue's random part drew from
+            random_share = len(sample.random_picks) / max(int(sample.frame.sum()), 1)
             queue = [
                 {
                     "index": p.index,
@@ -225,6 +262,7 @@ class RoundWorker:
                     "strategy": p.strategy,
                     "reason": p.reason,
                     "score": float(out.scores[p.index]),
+                    "inclusion": random_share if p.strategy == "random" else 1.0,  # the chance it was picked
                 }
                 for p in out.queue
             ]
