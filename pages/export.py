@@ -13,6 +13,8 @@ from pages.common import project_page, without_paths
 
 
 def _interval(estimate, percent: bool = False) -> str:
+    if estimate.value != estimate.value:  # NaN: nothing flagged, so no precision to estimate
+        return "-"
     scale, unit = (100, " %") if percent else (1, "")
     return f"{estimate.value * scale:.2f}{unit} ({estimate.low * scale:.2f}–{estimate.high * scale:.2f})"
 

@@ -310,3 +310,20 @@ def test_explain_names_the_column_that_drives_a_rows_score(tmp_path):
     assert RoundWorker(project).run().state == "done"
     column, value, drop = project.explain(10)[0]
     assert (column, value) == ("d", 12.0) and drop > 0
+
+
+def test_a_round_saved_before_models_kept_their_typical_input_still_explains(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from deepsad_core.studio.worker import RoundWorker
+
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame(rng.normal(0, 1, (200, 3)), columns=list("abc"))
+    project = Project.create(tmp_path / "ws", "old", df)
+    assert RoundWorker(project).run().state == "done"
+    for weights in (project.current_round().path / "model").rglob("*.safetensors"):
+        tensors = load_file(weights)
+        tensors.pop("typical_input", None)  # as an older version wrote it
+        save_file(tensors, weights)
+    again = Project.open(project.path)
+    assert len(again.explain(0)) == 3

@@ -435,12 +435,13 @@ class Project:
         view = self._done_round(None)
         model = self._round_model(view.number)
         if self.kind == "tabular":
-            values = model.explain(np.asarray(self.X[[sample_idx]]))[0]
+            # the project's typical row as the baseline: models saved before they kept their own work too
+            values = model.explain(np.asarray(self.X[[sample_idx]]), baseline=self._typical_input)[0]
             columns = self.preprocessor.feature_columns
             raw = self.raw.iloc[sample_idx]
             return [(c, raw[c], v) for c, v in top_features(values, columns, k)]
         pixels = np.asarray(self.X[[sample_idx]], dtype=np.float32)
-        baseline = self._typical_image
+        baseline = self._typical_input
         key = view.metrics.get("features_key")
         if key is None:  # the model learned on the images themselves
             return model.explain(pixels, baseline=baseline)[0].sum(axis=0)
@@ -452,7 +453,8 @@ class Project:
         return attributions(score, pixels, baseline)[0].sum(axis=0)
 
     @cached_property
-    def _typical_image(self) -> np.ndarray:
+    def _typical_input(self) -> np.ndarray:
+        """The median row or image of the project's data: what an explanation compares a sample with."""
         return np.median(np.asarray(self.X, dtype=np.float32), axis=0)
 
     def _round_model(self, number: int):
