@@ -70,11 +70,17 @@ def _out_of_fold_anomalous(X: np.ndarray, semi_targets: np.ndarray, labeled: np.
 
 def _neighbours_anomalous(X: np.ndarray, semi_targets: np.ndarray, labeled: np.ndarray, k: int = 5) -> np.ndarray:
     """For each labeled sample, the share of its ``k`` nearest other labeled samples labeled anomalous."""
+    from sklearn.neighbors import NearestNeighbors
+
     flat = np.asarray(X, dtype=np.float64).reshape(len(X), -1)[labeled]
-    distances = ((flat[:, None, :] - flat[None, :, :]) ** 2).sum(-1)
-    np.fill_diagonal(distances, np.inf)
-    nearest = np.argsort(distances, axis=1)[:, : min(k, len(labeled) - 1)]
-    return (semi_targets[labeled][nearest] == -1).mean(axis=1)
+    k = min(k, len(labeled) - 1)
+    # k + 1 neighbours, then each sample's own row dropped (a tree, not an n x n matrix: bulk labels
+    # from the map can number thousands)
+    _, nearest = NearestNeighbors(n_neighbors=k + 1).fit(flat).kneighbors(flat)
+    keep = nearest != np.arange(len(nearest))[:, None]
+    keep[keep.all(axis=1), -1] = False  # exact duplicates may push a row's own index past k + 1
+    others = nearest[keep].reshape(len(nearest), k)
+    return (semi_targets[labeled][others] == -1).mean(axis=1)
 
 
 def audit_labels(scores: np.ndarray, semi_targets: np.ndarray, k: int = 10, X: np.ndarray | None = None) -> list[Doubt]:
