@@ -125,6 +125,12 @@ def _add_score(commands) -> None:
     p.add_argument("--verify-key", help="a key file: refuse the bundle unless it is signed with this key")
     p.add_argument("--batch-rows", type=int, default=100_000, help="rows per streamed batch")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--engine", choices=["local", "spark"], default="local",
+        help="spark: score CSV/TSV/Parquet files, folders or globs on Apache Spark into a Parquet folder "
+        "(pip install pyspark; Java 17)",
+    )  # fmt: skip
+    p.add_argument("--master", default="local[*]", help="the Spark master with --engine spark, e.g. spark://host:7077")
     p.set_defaults(run=_run_score)
 
 
@@ -132,9 +138,40 @@ def _run_score(args: argparse.Namespace) -> int:
     from deepsad_core.detector import load_detector
     from deepsad_core.scoring import score_to_file
 
+    if args.engine == "spark":
+        return _run_score_spark(args)
     detector = load_detector(args.bundle, args.backend, verify_key=args.verify_key)
     n = score_to_file(detector, args.input, args.out, batch_rows=args.batch_rows, progress=not args.quiet)
     print(f"scored {n} samples -> {args.out}")
+    return 0
+
+
+def _run_score_spark(args: argparse.Namespace) -> int:
+    """``deepsad score --engine spark``: the bundle's scores, with the input's columns, as Parquet."""
+    from deepsad_core.distributed import read_for_scoring, score_spark
+    from deepsad_core.exceptions import DataError
+
+    try:
+        from pyspark.errors import PySparkException
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise DataError("--engine spark needs pyspark: pip install pyspark (and Java 17)") from None
+    if Path(args.out).exists():
+        raise DataError(f"{args.out} exists; Spark writes a new Parquet folder")
+    spark = SparkSession.builder.master(args.master).appName("deepsad score").getOrCreate()
+    spark.sparkContext.setLogLevel("OFF")  # a failing task is reported below in one line, not as Spark logs it
+    try:
+        frame = read_for_scoring(spark, args.input)
+        scored = score_spark(frame, args.bundle, verify_key=args.verify_key)
+        scored.write.parquet(args.out)
+        n = spark.read.parquet(args.out).count()
+    except PySparkException as e:  # a task's own error (a bad row) comes back wrapped: say what it was
+        detail = str(e)
+        found = [line for line in detail.splitlines() if "DataError:" in line or "AnalysisException" in line]
+        raise DataError(found[-1].split("DataError:")[-1].strip() if found else detail.splitlines()[0]) from None
+    finally:
+        spark.stop()
+    print(f"scored {n} samples on Spark ({args.master}) -> {args.out}")
     return 0
 
 

@@ -8,7 +8,8 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
-OPTIONAL = {"timm"}  # imported only when a user names a timm backbone; declared as an extra, not pinned
+# imported only when asked for (a timm backbone, Spark scoring); declared as extras, not in the app's pins
+OPTIONAL = {"timm", "pyspark"}
 
 
 def _imported_packages() -> set[str]:

@@ -136,7 +136,12 @@ class TabularPreprocessor:
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
         """Features of a new file with the fitted schema; a differing schema raises ``DataError``."""
-        columns = [str(c) for c in df.columns]
+        self.check_columns(df.columns)
+        return self._scale(self._encode(df))
+
+    def check_columns(self, names) -> None:
+        """``DataError`` naming the missing and unexpected columns, unless ``names`` fit the schema."""
+        columns = [str(c) for c in names]
         missing = [c for c in [*self.numeric, *self.categorical] if c not in columns]
         extra = [c for c in columns if c not in self.columns]
         if missing or extra:
@@ -149,7 +154,6 @@ class TabularPreprocessor:
                 f"the file's columns differ from the ones the detector was trained on: {'; '.join(parts)}. "
                 f"Expected the columns {', '.join(repr(c) for c in self.columns)}."
             )
-        return self._scale(self._encode(df))
 
     def _encode(self, df: pd.DataFrame, converted: dict[str, np.ndarray] | None = None) -> np.ndarray:
         n_features = len(self.numeric) + sum(len(v) for v in self.categorical.values())
