@@ -73,14 +73,34 @@ def loop_arguments(parser, budget: int = 50) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
 
 
-def curves_on_every_table(run_one, names: tuple[str, ...], args, *extra) -> pd.DataFrame:
-    """``run_one(name, path, seed, budget, batch_size, *extra)`` for every table and seed, one process
-    per core; the curves together."""
+def _default_loop(
+    name: str, path: str, seed: int, budget: int, batch_size: int, mix: dict | None, label_noise: float
+) -> pd.DataFrame:
+    torch.set_num_threads(1)  # one process per core
+    from deepsad_core.rounds import RoundConfig
+    from deepsad_core.simulate import load_simulation_data, simulate
+
+    setup = load_simulation_data(path, seed)
+    config = RoundConfig() if mix is None else RoundConfig(mix=mix)
+    curves = simulate(
+        setup, ["hybrid"], budget=budget, batch_size=batch_size, config=config, seed=seed, label_noise=label_noise
+    )
+    print(f"{name} seed {seed} done", flush=True)
+    return curves.assign(data=name)
+
+
+def curves_on_every_table(
+    names: tuple[str, ...], args, mix: dict | None = None, label_noise: float = 0.0
+) -> pd.DataFrame:
+    """The app's labeling loop (its default queue, or ``mix``) with the simulated expert, on every table
+    and seed, one process per core; the curves together."""
     from concurrent.futures import ProcessPoolExecutor
 
     jobs = [(name, str(args.odds_dir / f"{name}.npz"), seed) for name in names for seed in args.seeds]
     with ProcessPoolExecutor(args.workers) as pool:
-        futures = [pool.submit(run_one, n, p, s, args.budget, args.batch_size, *extra) for n, p, s in jobs]
+        futures = [
+            pool.submit(_default_loop, n, p, s, args.budget, args.batch_size, mix, label_noise) for n, p, s in jobs
+        ]
         return pd.concat([f.result() for f in futures], ignore_index=True)
 
 

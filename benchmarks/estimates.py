@@ -32,20 +32,6 @@ def mix_with_random_share(share: float | None) -> dict[str, float]:
     return {**{k: v * scale for k, v in others.items()}, "random": share}
 
 
-def run_one(name: str, path: str, seed: int, budget: int, batch_size: int, random_share: float | None) -> pd.DataFrame:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core
-    from deepsad_core.rounds import RoundConfig
-    from deepsad_core.simulate import load_simulation_data, simulate
-
-    setup = load_simulation_data(path, seed)
-    config = RoundConfig(mix=mix_with_random_share(random_share))
-    curves = simulate(setup, ["hybrid"], budget=budget, batch_size=batch_size, config=config, seed=seed)
-    print(f"{name} seed {seed} done", flush=True)
-    return curves.assign(data=name)
-
-
 def summarise(curves: pd.DataFrame, from_labels: int) -> pd.DataFrame:
     """Per table and over all: the rounds judged, interval coverage, and the recall's error."""
     judged = curves[(curves.n_labels >= from_labels) & curves.est_recall.notna()].copy()
@@ -77,10 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--random-share", type=float, help="the queue's random part (default: the app's mix)")
     args = parser.parse_args(argv)
     suffix = "" if args.random_share is None else f"-random{round(args.random_share * 100)}"
-    curves = curves_on_every_table(run_one, ODDS, args, args.random_share)
+    mix = mix_with_random_share(args.random_share)
+    curves = curves_on_every_table(ODDS, args, mix=mix)
     save_curves(curves, f"estimates{suffix}")
     table = summarise(curves, args.from_labels)
-    mix = mix_with_random_share(args.random_share)
     queue = "the default queue" if args.random_share is None else "the default queue with its random part changed"
     notes = [
         f"Seeds {', '.join(map(str, args.seeds))}; budget {args.budget}, {args.batch_size} labels a round, {queue} "

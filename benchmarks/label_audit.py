@@ -23,22 +23,6 @@ from benchmarks.common import command_line, curves_on_every_table, loop_argument
 from benchmarks.detector_table import ODDS
 
 
-def run_one(name: str, path: str, seed: int, budget: int, batch_size: int, noise: float) -> pd.DataFrame:
-    import torch
-
-    torch.set_num_threads(1)  # one process per core
-    from deepsad_core.rounds import RoundConfig
-    from deepsad_core.simulate import load_simulation_data, simulate
-
-    setup = load_simulation_data(path, seed)
-    config = RoundConfig()
-    curves = simulate(
-        setup, ["hybrid"], budget=budget, batch_size=batch_size, config=config, seed=seed, label_noise=noise
-    )
-    print(f"{name} seed {seed} done", flush=True)
-    return curves.assign(data=name)
-
-
 def _after_hint(run: pd.DataFrame) -> float:
     """Test AUC gained from the round the stopping hint first fired to the last round (NaN if never)."""
     fired = run[run.stop_hint == 1]
@@ -73,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     loop_arguments(parser)
     parser.add_argument("--label-noise", type=float, default=0.1)
     args = parser.parse_args(argv)
-    curves = curves_on_every_table(run_one, ODDS, args, args.label_noise)
+    curves = curves_on_every_table(ODDS, args, label_noise=args.label_noise)
     save_curves(curves, "label_audit")
     notes = [
         f"Seeds {', '.join(map(str, args.seeds))}; budget {args.budget}, {args.batch_size} labels a round, the default "

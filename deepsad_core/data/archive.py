@@ -46,11 +46,8 @@ def zip_members(data: bytes, name: str, limits: LoadLimits, suffixes: tuple[str,
         for info in infos:
             if not info.filename.lower().endswith(suffixes) or posixpath.basename(info.filename).startswith("._"):
                 continue
-            if info.compress_size and info.file_size / info.compress_size > limits.max_compression_ratio:
-                raise DataError(
-                    f"{name} is refused as a ZIP bomb: member '{info.filename}' expands "
-                    f"{info.file_size / info.compress_size:.0f}-fold"
-                )
+            if info.compress_size and (ratio := limits.expansion(info.file_size, info.compress_size)):
+                raise DataError(f"{name} is refused as a ZIP bomb: member '{info.filename}' expands {ratio:.0f}-fold")
             # read at most what the header declares (plus one byte to catch a lying header)
             try:
                 with archive.open(info) as f:

@@ -23,10 +23,20 @@ class LoadLimits:
     max_zip_members: int = 100_000
     max_uncompressed_bytes: int = 4 * 1024**3
     max_compression_ratio: float = 200.0  # per ZIP member, .npz array or large image: beyond it, a bomb
+    # below these sizes an image or an .npz array may compress as it likes (an icon; 0/1 truth does
+    # several hundred-fold)
+    ratio_free_image_bytes: int = 4 * 1024**2
+    ratio_free_array_bytes: int = 64 * 1024**2
     max_categories: int = 20  # one-hot encode categorical columns up to this many levels
     max_image_side: int = 8192
     max_image_pixels: int = 64 * 1024**2  # per image: a 65 KB PNG can declare 8192 x 8192
     max_decoded_bytes: int = 32 * 1024**3  # all images' declared pixels together, checked before decoding
+
+    def expansion(self, declared: int, stored: int, ratio_free: int = 0) -> float | None:
+        """How many times ``stored`` bytes expand into ``declared`` ones, when that is past the
+        compression-ratio limit (a decompression bomb); else ``None``. Up to ``ratio_free`` bytes, never."""
+        ratio = declared / max(stored, 1)
+        return ratio if declared > ratio_free and ratio > self.max_compression_ratio else None
 
 
 @dataclass

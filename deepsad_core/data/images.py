@@ -19,7 +19,6 @@ __all__ = ["IMAGE_SUFFIXES", "NORMAL_FOLDER_NAMES", "load_images", "open_within_
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NORMAL_FOLDER_NAMES = ("normal", "good", "ok", "inlier", "inliers", "nominal")
 MAX_WORKING_SIDE = 64  # default working size cap: small enough to train on a CPU
-RATIO_CHECKED_BYTES = 4 * 1024**2  # smaller images may compress as well as they like (icons, flat scans)
 
 
 def _folder_files(root: Path, limits: LoadLimits) -> list[tuple[str, bytes]]:
@@ -51,11 +50,10 @@ def open_within_limits(data: bytes, limits: LoadLimits) -> Image.Image:
         raise _Refused(f"{width}x{height} pixels, more than {limits.max_image_side} a side")
     if width * height > limits.max_image_pixels:
         raise _Refused(f"{width}x{height} pixels, more than {limits.max_image_pixels / 1e6:.0f} million")
-    decoded = _decoded_bytes(image)
     # a photograph compresses a few-fold; a large image that expands hundreds-fold is one colour, a bomb
-    if decoded > RATIO_CHECKED_BYTES and decoded > limits.max_compression_ratio * len(data):
+    if ratio := limits.expansion(_decoded_bytes(image), len(data), limits.ratio_free_image_bytes):
         raise _Refused(
-            f"{width}x{height} pixels from {len(data) / 1e3:.0f} KB expand {decoded / len(data):.0f}-fold "
+            f"{width}x{height} pixels from {len(data) / 1e3:.0f} KB expand {ratio:.0f}-fold "
             f"once decoded, more than {limits.max_compression_ratio:.0f}-fold (a decompression bomb)"
         )
     return image

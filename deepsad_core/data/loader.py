@@ -27,7 +27,6 @@ SUPPORTED_SUFFIXES = (*TABLE_SUFFIXES, *ARRAY_SUFFIXES, ".zip")
 ID_COLUMN_NAMES = ("id", "sample_id")
 TRUTH_COLUMN_NAMES = ("truth", "is_anomaly", "anomaly", "outlier")
 NORMAL_VALUES = ("normal", "good", "ok", "inlier", "benign", "nominal", "0", "false", "no")
-RATIO_CHECKED_BYTES = 64 * 1024**2  # arrays past this size must not expand past the compression-ratio limit
 
 
 def _read_source(source: Any, name: str | None, limits: LoadLimits) -> tuple[bytes | Path, str]:
@@ -237,9 +236,7 @@ def _check_npz_sizes(data: bytes | Path, name: str, limits: LoadLimits) -> None:
                 declared = max(declared, int(np.prod(shape, dtype=np.float64)) * dtype.itemsize)
             except (ValueError, OSError, zipfile.BadZipFile, EOFError):
                 pass  # np.load reports a malformed member itself
-            # small arrays may compress as well as they like (0/1 truth does, several hundred-fold)
-            ratio = declared / max(info.compress_size, 1)
-            if declared > RATIO_CHECKED_BYTES and ratio > limits.max_compression_ratio:
+            if ratio := limits.expansion(declared, info.compress_size, limits.ratio_free_array_bytes):
                 raise DataError(
                     f"{name} is refused as a bomb: '{info.filename}' declares {_size(declared)} from "
                     f"{_size(info.compress_size)} ({ratio:.0f}-fold; the limit is "

@@ -86,6 +86,11 @@ class RoundView:
         return self.row["status"]
 
     @property
+    def config(self) -> RoundConfig:
+        """The settings the round ran with."""
+        return RoundConfig.from_dict(self.row["config"] or {})
+
+    @property
     def metrics(self) -> dict[str, Any]:
         """Label counts, round time, and with truth AUC, AP and anomalies found (empty if it failed)."""
         return self.row["metrics"] or {}
@@ -173,6 +178,7 @@ class Project:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.store = ProjectStore(self.path / _DB)
+        self._models: dict[int, Any] = {}  # the current round's model, for explanations
 
     # --- creating and opening ---------------------------------------------------------------------
 
@@ -325,7 +331,7 @@ class Project:
 
     @cached_property
     def _feature_reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """Median and spread (IQR, floored) of every model feature: what a typical row holds."""
+        """Median and spread (IQR, floored) of every feature or pixel: what a typical sample holds."""
         q1, median, q3 = np.quantile(np.asarray(self.X, dtype=np.float64), [0.25, 0.5, 0.75], axis=0)
         return median, np.maximum(q3 - q1, 1e-6)
 
@@ -383,13 +389,13 @@ class Project:
 
     def round_config(self) -> RoundConfig:
         """The labeling-loop settings: the project's own, over the defaults."""
-        return RoundConfig.from_dict({**RoundConfig().to_dict(), **self.store.settings().get("round", {})})
+        return RoundConfig.from_dict(self.store.settings().get("round", {}))  # unset fields: the defaults
 
     def update_round_config(self, **changes: Any) -> RoundConfig:
         """Change some settings, in one transaction: another tab's changes to other fields are kept."""
 
         def check(merged: dict) -> dict:
-            return RoundConfig.from_dict({**RoundConfig().to_dict(), **merged}).to_dict()
+            return RoundConfig.from_dict(merged).to_dict()
 
         return RoundConfig.from_dict(self.store.merge_setting("round", changes, check))
 
@@ -445,27 +451,25 @@ class Project:
         key = view.metrics.get("features_key")
         if key is None:  # the model learned on the images themselves
             return model.explain(pixels, baseline=baseline)[0].sum(axis=0)
-        extractor = load_backbone(RoundConfig.from_dict({**RoundConfig().to_dict(), **view.row["config"]}).backbone)
+        extractor = load_backbone(view.config.backbone)
 
         def score(batch: np.ndarray) -> np.ndarray:
             return model.decision_function(extract_features(extractor, batch))
 
         return attributions(score, pixels, baseline)[0].sum(axis=0)
 
-    @cached_property
+    @property
     def _typical_input(self) -> np.ndarray:
         """The median row or image of the project's data: what an explanation compares a sample with."""
-        return np.median(np.asarray(self.X, dtype=np.float32), axis=0)
+        return self._feature_reference[0].astype(np.float32)
 
     def _round_model(self, number: int):
         """A round's model, loaded once per project object (explanations ask for it on every card)."""
         from deepsad_core.ensemble import load_model
 
-        cache = self.__dict__.setdefault("_models", {})
-        if number not in cache:
-            cache.clear()
-            cache[number] = load_model(self.round_path(number) / "model", device="cpu")
-        return cache[number]
+        if number not in self._models:
+            self._models = {number: load_model(self.round_path(number) / "model", device="cpu")}
+        return self._models[number]
 
     def stop_hint(self, view: RoundView | None = None) -> StopHint | None:
         """Whether the last labels still changed the detector, as a round (default: the current one)
@@ -511,7 +515,7 @@ class Project:
         view = self._done_round(round_number)
         number = view.number
         model = load_model(view.path / "model", device="cpu")
-        config = RoundConfig.from_dict({**RoundConfig().to_dict(), **(view.row["config"] or {})})
+        config = view.config
         # the model itself says what it was trained on: images' features (1-D input) or the images
         on_features = len(model.input_shape_) == 1 and len(self.meta["input_shape"]) == 3
         if out is None:
