@@ -174,6 +174,14 @@ def heat_overlay(pixels: np.ndarray, heat: np.ndarray, size: int = 96) -> Image.
     return Image.composite(red, base, mask.point(lambda v: int(v * 0.6)))
 
 
+def with_interval(value: float, low: float, high: float, percent: bool = False) -> str:
+    """An estimate and its interval, e.g. ``0.62 (0.41–0.83)``; a dash when there is none (NaN)."""
+    if value != value:
+        return "-"
+    scale, unit = (100, " %") if percent else (1, "")
+    return f"{value * scale:.2f}{unit} ({low * scale:.2f}–{high * scale:.2f})"
+
+
 def score_drivers(project: Project, round_number: int, index: int) -> tuple[str, ...]:
     """A table row's columns that drive its score up in a round, for a card (cached: a card asks on
     every click)."""

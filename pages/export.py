@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from pathlib import Path
 
 import pandas as pd
@@ -9,14 +10,7 @@ import streamlit as st
 
 from deepsad_core.exceptions import DeepSADError
 from deepsad_core.studio import Project, load_detector, tradeoff_curve
-from pages.common import project_page, without_paths
-
-
-def _interval(estimate, percent: bool = False) -> str:
-    if estimate.value != estimate.value:  # NaN: nothing flagged, so no precision to estimate
-        return "-"
-    scale, unit = (100, " %") if percent else (1, "")
-    return f"{estimate.value * scale:.2f}{unit} ({estimate.low * scale:.2f}–{estimate.high * scale:.2f})"
+from pages.common import project_page, with_interval, without_paths
 
 
 def render_threshold(project: Project) -> float:
@@ -48,9 +42,12 @@ def render_threshold(project: Project) -> float:
     found = project.estimates(threshold=float(value))
     if found is not None:
         e1, e2, e3 = st.columns(3)
-        e1.metric("Estimated anomalies in the data", _interval(found.prevalence, percent=True))
-        e2.metric("Estimated precision", _interval(found.precision))
-        e3.metric("Estimated recall", _interval(found.recall))
+        e1.metric(
+            "Estimated anomalies in the data",
+            with_interval(*astuple(found.prevalence), percent=True),
+        )
+        e2.metric("Estimated precision", with_interval(*astuple(found.precision)))
+        e3.metric("Estimated recall", with_interval(*astuple(found.recall)))
     st.caption(
         "*On labels*: among the samples you labeled, which the queue chose on purpose (most anomalous, "
         "uncertain, unusual), so they flatter the detector. *Estimated*: over all samples, from the "

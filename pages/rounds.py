@@ -12,14 +12,13 @@ from pages.common import (
     round_progress,
     score_histogram,
     train_button,
+    with_interval,
 )
 
 
-def _with_interval(metrics: dict, name: str) -> str | None:
-    """An estimate and its 90 % interval, as the round recorded them (rounds before any random label: none)."""
-    if name not in metrics:
-        return None
-    return f"{metrics[name]:.2f} ({metrics[name + '_low']:.2f}–{metrics[name + '_high']:.2f})"
+def _recorded(metrics: dict, name: str) -> str | None:
+    """An estimate the round recorded, with its interval (none before a random pick was labeled)."""
+    return with_interval(metrics[name], metrics[f"{name}_low"], metrics[f"{name}_high"]) if name in metrics else None
 
 
 def history(project: Project) -> pd.DataFrame:
@@ -37,8 +36,8 @@ def history(project: Project) -> pd.DataFrame:
                 "AUC": metrics.get("auc"),
                 "AP": metrics.get("ap"),
                 "anomalies found": metrics.get("anomalies_found"),
-                "est. anomaly share": _with_interval(metrics, "est_prevalence"),
-                "est. recall": _with_interval(metrics, "est_recall"),
+                "est. anomaly share": _recorded(metrics, "est_prevalence"),
+                "est. recall": _recorded(metrics, "est_recall"),
                 "seconds": r.seconds,
                 "finished": r.finished_at,
                 "problem": r.error,
