@@ -43,13 +43,16 @@ class Doubt:
         return f"labeled anomalous, yet {1 - self.rank:.0%} of the samples score above it"
 
 
-def label_free_scores(model: Any, X: np.ndarray) -> np.ndarray:
+def label_free_scores(model: Any, X: np.ndarray | None = None) -> np.ndarray:
     """Scores that no label has shaped: the ensemble's IsolationForest and kNN members together (their
-    standardised scores' mean); a lone Deep SAD's own scores (there is nothing else)."""
+    standardised scores' mean); a lone Deep SAD's own scores (there is nothing else).
+
+    ``X=None``: of the data the model was just fitted on, from what the fit computed (nothing is
+    scored again)."""
     if hasattr(model, "member_scores"):
-        z = model.member_scores(X)
+        z = model.member_scores_ if X is None else model.member_scores(X)
         return (z["iforest"] + z["knn"]) / 2
-    return model.decision_function(X)
+    return model.decision_scores_ if X is None else model.decision_function(X)
 
 
 def _out_of_fold_anomalous(X: np.ndarray, semi_targets: np.ndarray, labeled: np.ndarray) -> np.ndarray | None:

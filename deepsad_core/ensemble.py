@@ -22,6 +22,7 @@ enters; only the expert's labels do. ``docs/design.md`` gives the measurements b
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ from deepsad_core.atomic import atomic_folder
 from deepsad_core.estimator import DeepSAD, _baseline, _is_int, _is_num, check_params
 from deepsad_core.exceptions import NotFittedError
 from deepsad_core.explain import attributions
+from deepsad_core.labels import training_rows
 from deepsad_core.threshold import flag
 from deepsad_core.training import ProgressCallback
 
@@ -58,7 +60,7 @@ _CONFIG_FILE, _MEMBERS_FILE, _REFERENCE_FILE, _SCORES_FILE = (
     "reference.npy",
     "decision_scores.npy",
 )
-_PREQUENTIAL_FILE = "deepsad_prequential.npy"
+_PREQUENTIAL_FILE, _MEMBER_SCORES_FILE = "deepsad_prequential.npy", "member_scores.npy"
 _TRUSTED_SKOPS_TYPES = ["sklearn.tree._tree.Tree"]  # what an IsolationForest needs beyond skops' defaults
 
 
@@ -66,6 +68,7 @@ _TRUSTED_SKOPS_TYPES = ["sklearn.tree._tree.Tree"]  # what an IsolationForest ne
 _PARAM_RULES = {
     "n_estimators": (lambda v: _is_int(v) and v > 0, "an int > 0"),
     "n_neighbors": (lambda v: _is_int(v) and v > 0, "an int > 0"),
+    "max_train_samples": (lambda v: v is None or (_is_int(v) and v > 0), "None or an int > 0"),
     "max_reference": (lambda v: _is_int(v) and v > 1, "an int > 1"),
     "pseudo_anomaly_share": (lambda v: _is_num(v) and 0 <= v < 0.5, "a number in [0, 0.5)"),
     "weight_power": (lambda v: _is_num(v) and v > 0, "a number > 0"),
@@ -124,6 +127,10 @@ class DeepSADEnsemble(BaseEstimator):
         Trees of the IsolationForest member.
     n_neighbors : int, default 10
         Neighbours of the kNN member.
+    max_train_samples : int or None, default None
+        Train the members on every labeled sample and at most this many unlabeled ones, a new sample
+        each fit, stratified by the last scores (:func:`~deepsad_core.labels.training_rows`); every
+        sample is still scored. ``None`` trains on all of ``X``.
     max_reference : int, default 4096
         Reference rows of the kNN member (a random sample of the training data beyond that).
     prior_weights : sequence of (member, weight), default iforest 1, knn 0.15, deepsad 0.15
@@ -159,8 +166,12 @@ class DeepSADEnsemble(BaseEstimator):
         scores before each label was given.
     deepsad_prequential_ : ndarray of shape (n_samples,)
         Deep SAD's ``z`` of each labeled training sample at the last fit before its label; NaN elsewhere.
+    member_scores_ : dict of str to ndarray of shape (n_samples,)
+        Each member's ``z`` on ``X`` as given to ``fit`` (the kNN reference rows not counting
+        themselves). A warm start on the same ``X`` keeps the label-free members' instead of scoring
+        again.
     decision_scores_ : ndarray of shape (n_samples,)
-        Fused scores of the training data; higher = more anomalous.
+        Fused scores of ``X`` as given to ``fit``; higher = more anomalous.
     threshold_ : float
         Score above which :meth:`predict` says anomaly.
 
@@ -181,6 +192,7 @@ class DeepSADEnsemble(BaseEstimator):
         deepsad: DeepSAD | None = None,
         n_estimators: int = 100,
         n_neighbors: int = 10,
+        max_train_samples: int | None = None,
         max_reference: int = 4096,
         prior_weights: Sequence[tuple[str, float]] = DEFAULT_PRIOR_WEIGHTS,
         pseudo_anomaly_share: float = 0.1,
@@ -192,6 +204,7 @@ class DeepSADEnsemble(BaseEstimator):
         self.deepsad = deepsad
         self.n_estimators = n_estimators
         self.n_neighbors = n_neighbors
+        self.max_train_samples = max_train_samples
         self.max_reference = max_reference
         self.prior_weights = prior_weights
         self.pseudo_anomaly_share = pseudo_anomaly_share
@@ -260,35 +273,53 @@ class DeepSADEnsemble(BaseEstimator):
         X = (self.deepsad_ if warm_start else template)._validate_X(X, reset=not warm_start)
         semi = DeepSAD._validate_semi_targets(semi_targets, len(X))
         flat = X.reshape(len(X), -1)
+        fingerprint = _fingerprint(X)
+        # the same data again: the label-free members' scores stand, and Deep SAD's say what it thought
+        same_data = warm_start and getattr(self, "_fit_fingerprint", None) == fingerprint
+        fit_number = getattr(self, "n_fits_", 0) if warm_start else 0
+        rows = training_rows(
+            semi,
+            self.max_train_samples,
+            np.random.default_rng([self.seed, fit_number]),
+            self.decision_scores_ if same_data else None,
+        )
+        capped = len(rows) < len(X)
         if warm_start:
             iforest, reference, reference_index = self.iforest_, self.reference_, self._reference_index
             deepsad = copy.copy(self.deepsad_)  # fit below replaces its attributes: self keeps the old ones
         else:
-            iforest = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(flat)
+            iforest = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed)
+            iforest.fit(flat[rows] if capped else flat)
             rng = np.random.default_rng(self.seed)
-            reference_index = np.sort(rng.choice(len(X), min(self.max_reference, len(X)), replace=False))
+            reference_index = rows[np.sort(rng.choice(len(rows), min(self.max_reference, len(rows)), replace=False))]
             reference = np.ascontiguousarray(flat[reference_index])
             deepsad = clone(template).set_params(seed=self.seed)
         k = min(self.n_neighbors, len(reference) - 1)
-        own_rows = reference_index if _same_rows(flat, reference, reference_index) else None
-        raw = {"iforest": -iforest.decision_function(flat), "knn": self._knn(flat, reference, k, own_rows)}
-        scales = {name: robust_scale(raw[name]) for name in raw} if not warm_start else dict(self.scales_)
-        z = {name: _z(raw[name], scales[name]) for name in raw}
+        if same_data:
+            z = {name: self.member_scores_[name] for name in ("iforest", "knn")}
+            scales = dict(self.scales_)
+        else:
+            own_rows = reference_index if _same_rows(flat, reference, reference_index) else None
+            raw = {"iforest": -iforest.decision_function(flat), "knn": self._knn(flat, reference, k, own_rows)}
+            scales = {name: robust_scale(raw[name]) for name in raw} if not warm_start else dict(self.scales_)
+            z = {name: _z(raw[name], scales[name]) for name in raw}
         # the expert's labels, once there are any, replace the pseudo-labels
         train_targets = semi if (semi != 0).any() else self._pseudo_targets(z["iforest"] + z["knn"])
         # Deep SAD trains on the labels, so its AUC over them says little; what counts is how it ranked
         # each label before it saw it: keep its score of every sample at the fit before the sample's label
-        prequential = self._prequential(semi, len(X), warm_start)
+        prequential = self._prequential(semi, same_data)
+        X_train, train_targets = (X[rows], train_targets[rows]) if capped else (X, train_targets)
         if warm_start:
             # continue with the template's current training settings (a later round's lr, eta)
             params = template.get_params()
             deepsad.set_params(**{key: params[key] for key in ("eta", "lr", "weight_decay", "batch_size")})
-            deepsad.fit(X, train_targets, warm_start=True, epochs=epochs, callback=callback)
+            deepsad.fit(X_train, train_targets, warm_start=True, epochs=epochs, callback=callback)
         else:
-            deepsad.fit(X, train_targets, epochs=epochs, callback=callback)
-        raw["deepsad"] = np.log(deepsad.decision_scores_ + _LOG_EPS)
-        scales["deepsad"] = robust_scale(raw["deepsad"])
-        z["deepsad"] = _z(raw["deepsad"], scales["deepsad"])
+            deepsad.fit(X_train, train_targets, epochs=epochs, callback=callback)
+        distances = deepsad.decision_function(X) if capped else deepsad.decision_scores_
+        deepsad_raw = np.log(distances + _LOG_EPS)
+        scales["deepsad"] = robust_scale(deepsad_raw)
+        z["deepsad"] = _z(deepsad_raw, scales["deepsad"])
 
         # what the members are ranked on: the labels, or, with fewer than two labeled normals, the labeled
         # anomalies against (a sample of) the unlabeled data, which is mostly normal
@@ -301,9 +332,9 @@ class DeepSADEnsemble(BaseEstimator):
         supervised = None
         if (ranking == -1).any() and (ranking == 1).any():
             supervised = self._fit_supervised(flat, ranking)
-            raw["supervised"] = supervised.decision_function(flat)
-            scales["supervised"] = robust_scale(raw["supervised"])
-            z["supervised"] = _z(raw["supervised"], scales["supervised"])
+            supervised_raw = supervised.decision_function(flat)
+            scales["supervised"] = robust_scale(supervised_raw)
+            z["supervised"] = _z(supervised_raw, scales["supervised"])
             aucs["supervised"] = self._out_of_fold_auc(flat, ranking, scales["supervised"])
         weights = label_weights(aucs, self.weight_power) if (semi == -1).sum() >= 2 else {}
         if not sum(weights.values()):  # too few labels, or the labels trust no member
@@ -318,18 +349,21 @@ class DeepSADEnsemble(BaseEstimator):
         self.n_neighbors_ = k
         self.supervised_ = supervised
         self.deepsad_prequential_ = prequential
-        self.scales_ = {name: scales[name] for name in raw}
+        self.member_scores_ = z
+        self._fit_fingerprint = fingerprint
+        self.n_fits_ = fit_number + 1
+        self.scales_ = {name: scales[name] for name in z}
         self.label_auc_ = aucs
         self.weights_ = weights
         self.decision_scores_ = scores
         self.threshold_ = float(np.quantile(scores, 1 - self.contamination))
         return self
 
-    def _prequential(self, semi: np.ndarray, n: int, warm_start: bool) -> np.ndarray:
+    def _prequential(self, semi: np.ndarray, same_data: bool) -> np.ndarray:
         """Deep SAD's ``z`` of each labeled sample from the last fit before its label (NaN where unknown)."""
-        if not warm_start or len(self.deepsad_prequential_) != n:
-            return np.full(n, np.nan)
-        before = _z(np.log(self.deepsad_.decision_scores_ + _LOG_EPS), self.scales_["deepsad"])
+        if not same_data:
+            return np.full(len(semi), np.nan)
+        before = self.member_scores_["deepsad"]
         prequential = self.deepsad_prequential_.copy()
         new = (semi != 0) & np.isnan(prequential)
         prequential[new] = before[new]
@@ -447,6 +481,9 @@ class DeepSADEnsemble(BaseEstimator):
             "weights": self.weights_,
             "label_auc": self.label_auc_,
             "threshold": self.threshold_,
+            "n_fits": self.n_fits_,
+            "fit_fingerprint": self._fit_fingerprint,
+            "member_scores": list(self.member_scores_),
         }
         config["params"]["prior_weights"] = [list(p) for p in self.prior_weights]
         with atomic_folder(path) as tmp:
@@ -457,6 +494,8 @@ class DeepSADEnsemble(BaseEstimator):
             np.save(tmp / "reference_index.npy", self._reference_index)
             np.save(tmp / _SCORES_FILE, self.decision_scores_)
             np.save(tmp / _PREQUENTIAL_FILE, self.deepsad_prequential_)
+            members = np.stack(list(self.member_scores_.values()), axis=1).astype(np.float32)
+            np.save(tmp / _MEMBER_SCORES_FILE, members)
         return Path(path)
 
     @classmethod
@@ -488,6 +527,12 @@ class DeepSADEnsemble(BaseEstimator):
         model.threshold_ = float(config["threshold"])
         model.decision_scores_ = np.load(path / _SCORES_FILE, allow_pickle=False)
         model.deepsad_prequential_ = np.load(path / _PREQUENTIAL_FILE, allow_pickle=False)
+        model.n_fits_ = int(config.get("n_fits", 1))
+        # models saved before they kept their members' scores score the data again on a warm start
+        model._fit_fingerprint = config.get("fit_fingerprint")
+        names = config.get("member_scores", [])
+        stacked = np.load(path / _MEMBER_SCORES_FILE, allow_pickle=False) if names else np.empty((0, 0))
+        model.member_scores_ = {name: stacked[:, j] for j, name in enumerate(names)}
         return model
 
 
@@ -504,7 +549,16 @@ def _z(raw: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
 
 
 def _sq(X: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    return ((X * X).sum(1, keepdim=True) - 2 * X @ reference.T + (reference * reference).sum(1)).clamp_min(0)
+    # one fused product, then in place: the n x m matrix is the cost, so it is made once and touched twice
+    d = torch.addmm((reference * reference).sum(1), X, reference.T, alpha=-2)
+    return d.add_((X * X).sum(1, keepdim=True)).clamp_min_(0)
+
+
+def _fingerprint(X: np.ndarray) -> str:
+    """A digest of the data: a warm start on the same data may keep what the last fit computed on it."""
+    digest = hashlib.blake2b(str(X.shape).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(X).data)
+    return digest.hexdigest()
 
 
 def _same_rows(flat: np.ndarray, reference: np.ndarray, index: np.ndarray) -> bool:

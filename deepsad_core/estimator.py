@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator
 from deepsad_core.atomic import atomic_folder
 from deepsad_core.exceptions import NotFittedError
 from deepsad_core.explain import attributions
+from deepsad_core.labels import training_rows
 from deepsad_core.networks import NETWORK_NAMES, NetworkSpec, resolve_network, transfer_encoder_weights
 from deepsad_core.threshold import flag
 from deepsad_core.training import (
@@ -67,6 +68,7 @@ _PARAM_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ae_lr_milestones": (lambda v: all(_is_int(m) and m > 0 for m in v), "a sequence of positive ints"),
     "ae_weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
     "contamination": (lambda v: _is_num(v) and 0 < v < 0.5, "a number in (0, 0.5)"),
+    "max_train_samples": (lambda v: v is None or (_is_int(v) and v > 0), "None or an int > 0"),
     "device": (_is_device, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     "seed": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
 }
@@ -109,6 +111,10 @@ class DeepSAD(BaseEstimator):
         Autoencoder pretraining settings.
     contamination : float, default 0.1
         Expected anomaly fraction, used only for the default ``threshold_``.
+    max_train_samples : int or None, default None
+        Train on every labeled sample and at most this many unlabeled ones, a new random sample each
+        fit (:func:`~deepsad_core.labels.training_rows`); every sample is still scored. ``None``
+        trains on all of ``X``, as the paper does.
     device : str, default "auto"
         ``"auto"`` uses CUDA when present, else the CPU.
     seed : int, default 0
@@ -125,7 +131,7 @@ class DeepSAD(BaseEstimator):
     typical_input_ : ndarray shaped like one sample
         The training data's median input: the baseline of :meth:`explain`.
     decision_scores_ : ndarray of shape (n_samples,)
-        Anomaly scores of the training data (higher = more anomalous).
+        Anomaly scores of ``X`` as given to ``fit`` (higher = more anomalous).
     threshold_ : float
         Score above which :meth:`predict` says anomaly; by default the ``1 - contamination``
         quantile of ``decision_scores_``; may be set by the caller.
@@ -166,6 +172,7 @@ class DeepSAD(BaseEstimator):
         ae_lr_milestones: tuple[int, ...] = (50,),
         ae_weight_decay: float = 0.5e-3,
         contamination: float = 0.1,
+        max_train_samples: int | None = None,
         device: str = "auto",
         seed: int = 0,
     ) -> None:
@@ -184,6 +191,7 @@ class DeepSAD(BaseEstimator):
         self.ae_lr_milestones = ae_lr_milestones
         self.ae_weight_decay = ae_weight_decay
         self.contamination = contamination
+        self.max_train_samples = max_train_samples
         self.device = device
         self.seed = seed
 
@@ -309,7 +317,9 @@ class DeepSAD(BaseEstimator):
         device = self._resolve_device()
         fit_number = self._fit_count if warm_start else 0
         generator = torch.Generator().manual_seed(self.seed + fit_number)
-        Xt = torch.as_tensor(X, device=device)
+        rows = training_rows(semi, self.max_train_samples, np.random.default_rng([self.seed, fit_number]))
+        capped = len(rows) < len(X)
+        Xt = torch.as_tensor(X[rows] if capped else X, device=device)
         history: list[dict] = list(self.history_) if warm_start else []
         score_batch = _score_batch_size(X.shape[1:])
 
@@ -344,7 +354,7 @@ class DeepSAD(BaseEstimator):
         losses = train_deepsad(
             net,
             Xt,
-            torch.as_tensor(semi, device=device),
+            torch.as_tensor(semi[rows], device=device),
             center,
             eta=self.eta,
             epochs=self.epochs if epochs is None else epochs,
@@ -357,9 +367,10 @@ class DeepSAD(BaseEstimator):
         )
         history += _records(fit_number, "train", losses)
         net.eval()
-        scores = _distances(batched_forward(net, Xt, score_batch), center)
+        every = torch.as_tensor(X, device=device) if capped else Xt  # every sample is scored
+        scores = _distances(batched_forward(net, every, score_batch), center)
 
-        typical = np.median(X, axis=0).astype(np.float32)  # the baseline of explain()
+        typical = np.median(X[rows] if capped else X, axis=0).astype(np.float32)  # the baseline of explain()
 
         # commit everything at once: an exception above leaves the previous state untouched
         self.typical_input_ = typical

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-__all__ = ["LABELS", "label_counts", "semi_targets"]
+__all__ = ["LABELS", "label_counts", "semi_targets", "training_rows"]
 
 LABELS = ("normal", "anomalous")
 
@@ -31,3 +31,33 @@ def label_counts(semi: np.ndarray) -> dict[str, int]:
         "labeled_normal": int((semi == 1).sum()),
         "labeled_anomalous": int((semi == -1).sum()),
     }
+
+
+def training_rows(
+    semi: np.ndarray, cap: int | None, rng: np.random.Generator, strata: np.ndarray | None = None
+) -> np.ndarray:
+    """The rows a capped fit trains on, sorted: every labeled sample, plus at most ``cap`` unlabeled ones.
+
+    All rows when there are at most ``cap`` unlabeled samples (or ``cap`` is None). Otherwise the
+    unlabeled part is a random sample stratified by ``strata`` (e.g. the last scores) in ten quantile
+    bins, each bin in proportion to its size: the rare high scores are represented as in the pool,
+    without the luck of one uniform draw.
+    """
+    n = len(semi)
+    unlabeled = np.flatnonzero(semi == 0)
+    if cap is None or len(unlabeled) <= cap:
+        return np.arange(n)
+    if strata is None:
+        chosen = rng.choice(unlabeled, cap, replace=False)
+    else:
+        values = np.asarray(strata, dtype=np.float64)[unlabeled]
+        edges = np.quantile(values, np.linspace(0, 1, 11)[1:-1])
+        bins = np.searchsorted(edges, values, side="right")
+        sizes = np.bincount(bins, minlength=10)
+        share = sizes / len(unlabeled) * cap
+        counts = np.floor(share).astype(np.int64)
+        counts[np.argsort(-(share - counts))[: cap - counts.sum()]] += 1  # largest remainders
+        chosen = np.concatenate(
+            [rng.choice(unlabeled[bins == b], counts[b], replace=False) for b in range(10) if counts[b]]
+        )
+    return np.sort(np.concatenate([np.flatnonzero(semi != 0), chosen]))

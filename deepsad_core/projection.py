@@ -4,9 +4,13 @@ The maths only, no processes: UMAP (umap-learn) is imported lazily and compiled 
 use (a minute or more, cold); :func:`warm_up` pays that early. The app draws its maps in a child
 process (:mod:`deepsad_core.studio.maps`).
 
-Large sets are fitted on a capped subsample and the rest is placed with ``transform``. A new
+A map shows at most :data:`MAX_MAP_POINTS` samples, a fixed random sample, plus every labeled and
+queued one (:func:`map_points`): a browser draws that many, and the round's time does not grow with
+the data. UMAP is fitted on a capped subsample of them and places the rest with ``transform``. A new
 round's map starts from the previous layout and is then rotated, scaled and shifted onto it
-(Procrustes), so the expert recognises the picture while it shows the new geometry.
+(Procrustes), so the expert recognises the picture while it shows the new geometry. Layouts of
+different point sets are compared on the points they share: ``previous`` holds NaN where the
+previous map had no point.
 """
 
 from __future__ import annotations
@@ -18,7 +22,19 @@ import numpy as np
 from scipy.linalg import orthogonal_procrustes
 from sklearn.decomposition import PCA
 
-__all__ = ["LatentMap", "MapConfig", "align_to", "layout_shift", "pca_map", "umap_map", "warm_up"]
+__all__ = [
+    "MAX_MAP_POINTS",
+    "LatentMap",
+    "MapConfig",
+    "align_to",
+    "layout_shift",
+    "map_points",
+    "pca_map",
+    "umap_map",
+    "warm_up",
+]
+
+MAX_MAP_POINTS = 20_000  # beyond this a map shows a fixed random sample (plus labeled and queued samples)
 
 
 @dataclass(frozen=True)
@@ -38,18 +54,36 @@ class LatentMap:
     seconds: float
 
 
+def map_points(n: int, always: np.ndarray, cap: int | None = None, seed: int = 0) -> np.ndarray:
+    """The samples a map of ``n`` shows, sorted: all of them up to ``cap`` (default
+    :data:`MAX_MAP_POINTS`); beyond, the same random ``cap`` of them every round (the picture stays
+    recognisable) and every sample in ``always``."""
+    cap = MAX_MAP_POINTS if cap is None else cap
+    if n <= cap:
+        return np.arange(n)
+    fixed = np.random.default_rng(seed).choice(n, cap, replace=False)
+    return np.union1d(fixed, np.asarray(always, dtype=np.int64))
+
+
 def align_to(coords: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """``coords`` rotated/reflected, scaled and shifted to best match ``previous`` (same points)."""
-    a = coords - coords.mean(axis=0)
-    b = previous - previous.mean(axis=0)
+    """``coords`` rotated/reflected, scaled and shifted to best match ``previous`` (same points; rows of
+    ``previous`` that are NaN do not count, and their points move with the rest)."""
+    known = np.isfinite(previous).all(axis=1)
+    if known.sum() < 3:
+        return coords.astype(np.float32)
+    centre, target = coords[known].mean(axis=0), previous[known].mean(axis=0)
+    a = coords[known] - centre
+    b = previous[known] - target
     rotation, _ = orthogonal_procrustes(a, b)
-    turned = a @ rotation
-    scale = np.sqrt((b**2).sum() / max((turned**2).sum(), 1e-12))
-    return (turned * scale + previous.mean(axis=0)).astype(np.float32)
+    scale = np.sqrt((b**2).sum() / max(((a @ rotation) ** 2).sum(), 1e-12))
+    return ((coords - centre) @ rotation * scale + target).astype(np.float32)
 
 
 def layout_shift(before: np.ndarray, after: np.ndarray) -> float:
-    """Median displacement of points between two layouts, as a fraction of the layout's RMS radius."""
+    """Median displacement of points between two layouts, as a fraction of the layout's RMS radius
+    (over the points both place)."""
+    known = np.isfinite(before).all(axis=1) & np.isfinite(after).all(axis=1)
+    before, after = before[known], after[known]
     radius = np.sqrt(((before - before.mean(axis=0)) ** 2).sum(axis=1).mean())
     return float(np.median(np.sqrt(((after - before) ** 2).sum(axis=1))) / max(radius, 1e-12))
 
@@ -77,8 +111,8 @@ def umap_map(latents: np.ndarray, previous: np.ndarray | None = None, config: Ma
     rng = np.random.default_rng(config.seed)
     fit_idx = np.arange(n) if n <= config.max_fit_samples else np.sort(rng.choice(n, config.max_fit_samples, False))
     init: str | np.ndarray = "spectral"
-    if previous is not None and len(previous) == n:
-        init = _standardise(previous[fit_idx])
+    if previous is not None and len(previous) == n and np.isfinite(previous[fit_idx]).all(axis=1).any():
+        init = _standardise(_fill_unknown(previous[fit_idx], x[fit_idx]))
     reducer = umap.UMAP(
         n_neighbors=min(config.n_neighbors, len(fit_idx) - 1),
         min_dist=config.min_dist,
@@ -95,6 +129,20 @@ def umap_map(latents: np.ndarray, previous: np.ndarray | None = None, config: Ma
     if previous is not None and len(previous) == n:
         coords = align_to(coords, previous)
     return LatentMap(coords, "umap", time.perf_counter() - start)
+
+
+def _fill_unknown(coords: np.ndarray, latents: np.ndarray) -> np.ndarray:
+    """Points the previous layout did not place start where their nearest placed neighbour (in latent
+    space) is."""
+    known = np.isfinite(coords).all(axis=1)
+    if known.all():
+        return coords
+    from sklearn.neighbors import NearestNeighbors
+
+    nearest = NearestNeighbors(n_neighbors=1).fit(latents[known]).kneighbors(latents[~known], return_distance=False)
+    filled = coords.copy()
+    filled[~known] = coords[known][nearest[:, 0]]
+    return filled
 
 
 def _standardise(coords: np.ndarray) -> np.ndarray:

@@ -49,6 +49,10 @@ class RoundConfig:
     from the previous model with the centre fixed (``epochs_per_round``) at the paper's rate
     (``round_lr``). Why these values: docs/design.md.
 
+    A round trains on every labeled sample and at most ``max_train_samples`` unlabeled ones, drawn
+    afresh each round, and scores every sample: its time and memory stop growing with the data
+    (``None`` trains on everything).
+
     ``net="auto"`` gives images a pretrained ``backbone`` whose features Deep SAD's MLP head and the
     other members train on, and tables the paper's MLP (``"backbone"`` asks for the backbone outright);
     a network name (``"mnist_lenet"``, ``"fmnist_lenet"``, ``"cifar10_lenet"``, ``"conv"``, ``"mlp"``)
@@ -69,6 +73,7 @@ class RoundConfig:
     epochs_per_round: int = 20
     round_lr: float = 1e-4
     queue_size: int = 20
+    max_train_samples: int | None = 50_000
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     contamination: float = 0.05
     threshold_method: str = "best_f1"
@@ -86,7 +91,11 @@ class RoundConfig:
             return deepsad
         prior = FEATURE_PRIOR_WEIGHTS if on_features else DEFAULT_PRIOR_WEIGHTS
         return DeepSADEnsemble(
-            deepsad=deepsad, prior_weights=prior, contamination=min(self.contamination, 0.49), seed=self.seed
+            deepsad=deepsad,
+            prior_weights=prior,
+            contamination=min(self.contamination, 0.49),
+            max_train_samples=self.max_train_samples,
+            seed=self.seed,
         )
 
     def uses_backbone(self, input_shape: tuple[int, ...]) -> bool:
@@ -110,6 +119,7 @@ class RoundConfig:
             ae_lr=self.lr,
             ae_lr_milestones=(),
             contamination=min(self.contamination, 0.49),
+            max_train_samples=self.max_train_samples,
             seed=self.seed,
         )
 
@@ -154,6 +164,7 @@ def fit_round(
     later = {"lr": config.round_lr, "eta": config.eta}
     if isinstance(model, DeepSADEnsemble):
         later = {f"deepsad__{key}": value for key, value in later.items()}
+    later["max_train_samples"] = config.max_train_samples
     model = copy.deepcopy(model).set_params(**later)
     return model.fit(X, semi_targets, warm_start=True, epochs=config.epochs_per_round, callback=callback)
 

@@ -25,24 +25,27 @@ MAX_HOVER_SKETCHES = 5_000  # each sketch is a few hundred characters sent with 
 
 
 def map_frame(project: Project) -> pd.DataFrame:
+    """One row per sample the current map shows, indexed by sample."""
     current = project.current_round()
+    shown = current.map_index
     coords = current.map_coords()
-    labels = project.labels()
-    queued = {q["index"]: q["strategy"] for q in current.queue}
+    semi = project.semi_targets()[shown]
+    queue = pd.Series({q["index"]: q["strategy"] for q in current.queue}, dtype=object)
     frame = pd.DataFrame(
         {
-            "index": np.arange(len(project)),
+            "index": shown,
             "x": coords[:, 0],
             "y": coords[:, 1],
-            "sample_id": project.sample_ids,
-            "score": current.scores,
-            "label": [labels.get(i, "unlabeled") for i in range(len(project))],
-            "queue": [queued.get(i, "-") for i in range(len(project))],
-        }
+            "sample_id": project.sample_ids[shown],
+            "score": current.scores[shown],
+            "label": np.select([semi == 1, semi == -1], ["normal", "anomalous"], "unlabeled"),
+            "queue": queue.reindex(shown).fillna("-").to_numpy(),
+        },
+        index=shown,
     )
     truth = project.truth()
     if truth is not None:
-        frame["truth"] = np.where(truth == 1, "anomalous", "normal")
+        frame["truth"] = np.where(truth[shown] == 1, "anomalous", "normal")
     return frame
 
 
@@ -58,11 +61,12 @@ def figure(frame: pd.DataFrame, color_by: str, hover: list[str]) -> go.Figure:
             )
         )  # fmt: skip
     else:
+        texts = pd.Series(hover, index=frame.index)
         for value, part in frame.groupby(color_by):
             fig.add_trace(
                 go.Scattergl(
                     x=part.x, y=part.y, mode="markers", name=str(value), customdata=part["index"],
-                    hovertext=[hover[i] for i in part["index"]], hoverinfo="text", marker={"size": 7},
+                    hovertext=texts[part.index].tolist(), hoverinfo="text", marker={"size": 7},
                 )
             )  # fmt: skip
     fig.update_layout(
@@ -75,15 +79,17 @@ def figure(frame: pd.DataFrame, color_by: str, hover: list[str]) -> go.Figure:
 
 
 def hover_texts(project: Project, frame: pd.DataFrame) -> list[str]:
+    """One hover text per row of ``frame``."""
     if project.kind == "tabular":
         raw = project.raw
         shown = [c for c in raw.columns if c not in project.preprocessor.ignored][:4]
-        values = raw[shown].astype(str).to_numpy()
+        values = raw[shown].iloc[frame.index].astype(str).to_numpy()
         return [
             f"{sid}<br>score {s:.3g}<br>" + "<br>".join(f"{c}: {v}" for c, v in zip(shown, row, strict=True))
             for sid, s, row in zip(frame.sample_id, frame.score, values, strict=True)
         ]
-    sketches = image_sketches(str(project.path)) if len(project) <= MAX_HOVER_SKETCHES else [""] * len(project)
+    sketches = image_sketches(str(project.path)) if len(project) <= MAX_HOVER_SKETCHES else None
+    sketches = [sketches[i] for i in frame.index] if sketches is not None else [""] * len(frame)
     return [
         f"{sid}<br>score {s:.3g}<br>{sketch}"
         for sid, s, sketch in zip(frame.sample_id, frame.score, sketches, strict=True)
@@ -97,10 +103,10 @@ def image_sketches(path: str) -> list[str]:
 
 
 def render_selection(project: Project, frame: pd.DataFrame, selected: list[int]) -> None:
-    if len(selected) == 1:
+    if len(selected) == 1 and selected[0] in frame.index:  # a point of this round's map
         i = selected[0]
-        st.subheader(f"Sample {plain(frame.sample_id[i])}")
-        st.caption(f"score {frame.score[i]:.4g} · label {frame.label[i]}")
+        st.subheader(f"Sample {plain(frame.sample_id.loc[i])}")
+        st.caption(f"score {frame.score.loc[i]:.4g} · label {frame.label.loc[i]}")
         if project.kind == "image":
             c1, c2 = st.columns(2)
             c1.image(thumbnail(project.pixels[i], 160), caption="the sample")
@@ -151,6 +157,11 @@ def main() -> None:
         + (" (UMAP follows when ready)" if current.map_method == "pca" else "")
         + " · drag a lasso or a box to select, click a point for its details"
     )
+    if len(frame) < len(project):
+        st.caption(
+            f"Showing {len(frame):,} of {len(project):,} samples: the same random sample every round, "
+            "and every labeled or queued one."
+        )
     event = st.plotly_chart(
         figure(frame, color_by, hover_texts(project, frame)),
         key="map.chart",

@@ -151,3 +151,61 @@ def test_a_cancelled_round_leaves_the_ensemble_as_it_was(blobs):
         model.fit(X, labels_for(truth, np.r_[300:305, 0:10]), warm_start=True, epochs=3, callback=lambda p: True)
     assert model.deepsad_ is before[0] and len(model.history_) == before[1]
     np.testing.assert_array_equal(model.decision_scores_, before[2])
+
+
+def many_blobs(n=3_000, seed=0):
+    """``n`` rows like ``blobs``: a tenth of them anomalous."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random(n) < 0.1).astype(int)
+    X = rng.normal(0.5, 0.05, size=(n, 6)) + truth[:, None] * rng.choice([-0.3, 0.3], size=(n, 6))
+    return np.clip(X, 0, 1).astype(np.float32), truth
+
+
+def test_a_capped_fit_trains_on_a_sample_and_scores_every_sample():
+    X, truth = many_blobs()
+    semi = labels_for(truth, np.arange(20))
+    model = small(max_train_samples=500).fit(X, semi)
+    assert len(model.deepsad_.decision_scores_) == 500 + 20  # Deep SAD saw the labels and 500 others
+    assert model.decision_scores_.shape == (3_000,) and model.member_scores_["knn"].shape == (3_000,)
+    assert roc_auc_score(truth, model.decision_scores_) > 0.95
+    # the fit's scores are the detector's scores (the kNN reference rows do not count themselves there)
+    others = np.setdiff1d(np.arange(3_000), model._reference_index)
+    np.testing.assert_allclose(model.decision_scores_[others], model.decision_function(X)[others], rtol=1e-5)
+
+
+def test_a_warm_start_on_the_same_data_keeps_the_label_free_scores_and_what_deep_sad_thought(monkeypatch):
+    X, truth = many_blobs()
+    model = small(max_train_samples=500).fit(X, labels_for(truth, np.arange(20)))
+    before = model.member_scores_["deepsad"].copy()
+    label_free = {name: model.member_scores_[name].copy() for name in ("iforest", "knn")}
+
+    def refused(*args):
+        raise AssertionError("the forest scored the same data again")
+
+    monkeypatch.setattr(model.iforest_, "decision_function", refused)
+    model.fit(X, labels_for(truth, np.arange(40)), warm_start=True, epochs=2)
+    assert model.n_fits_ == 2
+    for name, z in label_free.items():
+        np.testing.assert_array_equal(model.member_scores_[name], z)
+    # the 20 new labels keep Deep SAD's scores from before it saw them
+    np.testing.assert_array_equal(model.deepsad_prequential_[20:40], before[20:40])
+    monkeypatch.undo()
+    other = X + np.float32(0.01)  # other data of the same shape is scored again
+    model.fit(other, labels_for(truth, np.arange(40)), warm_start=True, epochs=1)
+    assert not np.array_equal(model.member_scores_["iforest"], label_free["iforest"])
+    assert np.isnan(model.deepsad_prequential_).all()
+
+
+def test_a_loaded_capped_ensemble_continues_like_the_live_one(tmp_path, monkeypatch):
+    X, truth = many_blobs()
+    model = small(max_train_samples=500).fit(X, labels_for(truth, np.arange(20)))
+    loaded = load_model(model.save(tmp_path / "m"))
+    assert loaded.n_fits_ == 1 and loaded.max_train_samples == 500
+    np.testing.assert_allclose(loaded.member_scores_["knn"], model.member_scores_["knn"], rtol=1e-6)
+
+    def refused(*args):
+        raise AssertionError("the forest scored the same data again")
+
+    monkeypatch.setattr(loaded.iforest_, "decision_function", refused)
+    loaded.fit(X, labels_for(truth, np.arange(30)), warm_start=True, epochs=1)
+    assert np.isfinite(loaded.deepsad_prequential_[20:30]).all()

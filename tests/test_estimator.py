@@ -186,3 +186,17 @@ def test_the_docstring_example_runs_as_written():
 
     result = doctest.testmod(estimator_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_capped_fit_trains_on_a_sample_and_scores_every_sample(tiny):
+    rng = np.random.default_rng(0)
+    X = rng.random((2_000, 5), dtype=np.float32)
+    semi = np.zeros(2_000, dtype=np.int64)
+    semi[:10] = -1
+    model = DeepSAD(max_train_samples=300, **tiny).fit(X, semi)
+    assert model.decision_scores_.shape == (2_000,)
+    np.testing.assert_allclose(model.decision_scores_, model.decision_function(X), rtol=1e-5)
+    batches = -(-310 // tiny["batch_size"])  # the labels and 300 others, in batches
+    assert model.history_[-1]["epoch"] == tiny["epochs"] and batches == 5
+    with pytest.raises(ValueError, match="max_train_samples must be None or an int > 0"):
+        DeepSAD(max_train_samples=0).fit(X)

@@ -45,3 +45,23 @@ def test_one_selected_row_shows_its_values_and_what_drives_its_score(sample_proj
     at.session_state["map.selection"] = [int(sample_project.current_round().scores.argmax())]
     at.run()
     assert any(m.value.startswith("Drives the score: **") for m in at.markdown)
+
+
+def test_a_large_project_shows_its_map_sample_and_says_so(sample_project):
+    import base64
+
+    import numpy as np
+
+    current = sample_project.current_round()
+    shown = np.arange(0, 376, 4)  # what a round of a large project keeps: its map's own points
+    coords = current.map_coords()[shown]
+    (current.path / "map_umap.npy").unlink(missing_ok=True)
+    np.save(current.path / "map_index.npy", shown)
+    np.save(current.path / "map_pca.npy", coords)
+    at = open_page("pages/map.py", sample_project)
+    [trace] = _traces(at)
+    data = trace["customdata"]  # plotly sends arrays as typed binary
+    np.testing.assert_array_equal(np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]), shown)
+    scores = current.scores[shown]
+    assert all(f"score {s:.3g}" in text for s, text in zip(scores, trace["hovertext"], strict=True))
+    assert any(c.value.startswith("Showing 94 of 376 samples") for c in at.caption)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from deepsad_core.projection import MapConfig, align_to, layout_shift, pca_map, umap_map
+from deepsad_core.projection import MapConfig, align_to, layout_shift, map_points, pca_map, umap_map
 
 
 @pytest.fixture
@@ -46,3 +46,24 @@ def test_umap_separates_clusters_and_stays_put_for_unchanged_latents(latents):
 def test_large_sets_are_fitted_on_a_subsample_and_extended(latents):
     m = umap_map(np.vstack([latents] * 3), config=MapConfig(max_fit_samples=250))
     assert m.coords.shape == (600, 2) and np.isfinite(m.coords).all()
+
+
+def test_a_large_map_shows_a_fixed_sample_and_every_labeled_or_queued_sample():
+    always = np.array([3, 77_777, 99_999])
+    shown = map_points(100_000, always, cap=1_000)
+    assert np.all(np.diff(shown) > 0) and set(always) <= set(shown.tolist())
+    assert 1_000 <= len(shown) <= 1_003
+    again = map_points(100_000, np.array([5]), cap=1_000)
+    assert len(np.intersect1d(shown, again)) >= 1_000 - 3  # the same sample every round
+    np.testing.assert_array_equal(map_points(500, always[:1], cap=1_000), np.arange(500))
+
+
+def test_layouts_of_different_points_are_aligned_on_the_points_they_share(latents):
+    first = umap_map(latents, config=MapConfig(seed=0)).coords
+    previous = first.copy()
+    previous[::4] = np.nan  # a quarter of the points were not on the previous map
+    second = umap_map(latents, previous=previous, config=MapConfig(seed=1))
+    assert np.isfinite(second.coords).all()
+    assert layout_shift(previous, second.coords) < 0.3
+    flipped = pca_map(latents * -1, previous=np.where(np.isnan(previous), np.nan, pca_map(latents).coords))
+    assert layout_shift(pca_map(latents).coords, flipped.coords) < 1e-3

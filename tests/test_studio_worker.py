@@ -76,6 +76,30 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     assert {d.index for d in project.audit(k=6)} == set(picked[:6])
 
 
+def test_rounds_on_more_data_than_the_caps_train_on_a_sample_and_map_a_sample(project, monkeypatch):
+    import deepsad_core.projection as projection
+
+    monkeypatch.setattr(projection, "MAX_MAP_POINTS", 100)
+    capped = RoundConfig(**{**FAST.to_dict(), "max_train_samples": 120})
+    worker = RoundWorker(project)
+    worker.run(capped)
+    first = project.current_round()
+    picked = [q["index"] for q in first.queue]
+    project.label(picked[:4], "anomalous", round_number=0)
+    project.label(picked[4:], "normal", round_number=0)
+    worker.run(capped)
+    second = project.current_round()
+    model = load_model(second.path / "model")
+    assert len(model.deepsad_.decision_scores_) == 120 + 8 and second.scores.shape == (330,)
+    shown = second.map_index
+    assert set(picked) | {q["index"] for q in second.queue} <= set(shown.tolist())  # labeled and queued
+    assert 100 <= len(shown) < 330 and second.map_coords().shape == (len(shown), 2)
+    both = np.intersect1d(first.map_index, shown)
+    assert len(both) >= 100  # the same fixed sample: the new map is aligned with the old one on it
+    old = first.map_coords_for(shown)
+    assert np.isnan(old).any(axis=1).sum() == len(shown) - len(both)
+
+
 def test_background_round_reports_progress_and_can_be_cancelled(project):
     worker = RoundWorker(project)
     slow = RoundConfig(first_ae_epochs=400, first_epochs=400, batch_size=16)

@@ -142,9 +142,24 @@ class RoundView:
     def map_method(self) -> str:
         return "umap" if (self.path / "map_umap.npy").exists() else "pca"
 
+    @cached_property
+    def map_index(self) -> np.ndarray:
+        """The samples its map shows, sorted (see :func:`deepsad_core.projection.map_points`)."""
+        path = self.path / "map_index.npy"
+        return np.load(path) if path.exists() else np.arange(len(self.scores))  # rounds that mapped every sample
+
     def map_coords(self) -> np.ndarray:
-        """The UMAP layout once computed, else the PCA view."""
+        """The UMAP layout once computed, else the PCA view: one row per sample of :attr:`map_index`."""
         return np.load(self.path / f"map_{self.map_method}.npy")
+
+    def map_coords_for(self, index: np.ndarray) -> np.ndarray:
+        """Where its map placed the samples ``index``; NaN for those it does not show."""
+        coords, shown = self.map_coords(), self.map_index
+        out = np.full((len(index), 2), np.nan, dtype=np.float32)
+        at = np.minimum(np.searchsorted(shown, index), len(shown) - 1)
+        found = shown[at] == index
+        out[found] = coords[at[found]]
+        return out
 
 
 class Project:

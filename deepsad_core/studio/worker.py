@@ -26,7 +26,7 @@ from deepsad_core.ensemble import load_model
 from deepsad_core.estimates import RoundSample, estimate_pool, round_sample
 from deepsad_core.exceptions import RoundBusyError, TrainingCancelled
 from deepsad_core.labels import label_counts
-from deepsad_core.projection import layout_shift, pca_map
+from deepsad_core.projection import layout_shift, map_points, pca_map
 from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
 from deepsad_core.studio.maps import default_service
 from deepsad_core.studio.project import Project
@@ -191,10 +191,11 @@ class RoundWorker:
             metrics = {**round_metrics(out.scores, semi, project.truth()), **metrics}
             metrics.update(estimate_metrics(out.scores, out.threshold.value, semi, project.round_samples()))
             metrics["stop"] = self._stop_hint(previous, out.scores, metrics.get("est_recall")).to_dict()
-            label_free = label_free_scores(model, X)
+            label_free = label_free_scores(model)  # of X, as the fit scored it
+            shown = self._map_points(out, semi)
             metrics["round_seconds"] = time.perf_counter() - t0
             row = self._row("done", started_at, t0, semi, config, metrics)
-            self._persist(number, model, out, sample, label_free, previous, row)
+            self._persist(number, model, out, sample, label_free, shown, previous, row)
         except TrainingCancelled as e:
             self._record_failure(number, "cancelled", str(e), started_at, t0, semi, config)
             return self.status()
@@ -206,7 +207,7 @@ class RoundWorker:
         self._set(state="done", phase="", message=f"round {number} ready{note}; the UMAP map follows")
         # the map is drawn in its own thread: the next round may start meanwhile (maps run one at a time)
         self._map_thread = threading.Thread(
-            target=self._add_umap, args=(number, out.latents, previous), name="deepsad-map", daemon=True
+            target=self._add_umap, args=(number, shown, out.latents[shown], previous), name="deepsad-map", daemon=True
         )
         self._map_thread.start()
         return self.status()
@@ -237,12 +238,21 @@ class RoundWorker:
         )
 
     def _persist(
-        self, number: int, model, out, sample: RoundSample, label_free: np.ndarray, previous, row: dict
+        self,
+        number: int,
+        model,
+        out,
+        sample: RoundSample,
+        label_free: np.ndarray,
+        shown: np.ndarray,
+        previous,
+        row: dict,
     ) -> None:
-        """The round's files (model, scores, label-free scores for the audit, latents, PCA map, threshold,
-        queue and its random design), then its row."""
+        """The round's files (model, scores, label-free scores for the audit, latents, the PCA map of the
+        samples a map shows, threshold, queue and its random design), then its row."""
         project = self.project
-        pca = pca_map(out.latents, previous.map_coords() if previous is not None else None)
+        before = previous.map_coords_for(shown) if previous is not None else None
+        pca = pca_map(out.latents[shown], before)
 
         model.threshold_ = out.threshold.value  # the saved model flags as the round does
 
@@ -251,6 +261,7 @@ class RoundWorker:
             np.save(folder / "scores.npy", out.scores)
             np.save(folder / "label_free.npy", label_free)
             np.save(folder / "latents.npy", out.latents)
+            np.save(folder / "map_index.npy", shown)
             np.save(folder / "map_pca.npy", pca.coords)
             (folder / "threshold.json").write_text(json.dumps(out.threshold.to_dict()))
             np.save(folder / "frame.npy", sample.frame)  # what the queue's random part drew from
@@ -269,6 +280,11 @@ class RoundWorker:
             (folder / "queue.json").write_text(json.dumps(queue))
 
         project.commit_round(number, write, row)
+
+    @staticmethod
+    def _map_points(out, semi: np.ndarray) -> np.ndarray:
+        """The samples the round's map shows: a fixed sample, and every labeled and queued one."""
+        return map_points(len(out.scores), np.union1d(np.flatnonzero(semi != 0), [p.index for p in out.queue]))
 
     def _last_loadable_model(self):
         """The newest finished round's model that loads, its round, and a note when that is not the
@@ -322,14 +338,15 @@ class RoundWorker:
         if self._map_thread is not None:
             self._map_thread.join(timeout)
 
-    def _add_umap(self, number: int, latents: np.ndarray, previous) -> None:
-        """The UMAP layout, started from the previous one; written beside the round atomically."""
+    def _add_umap(self, number: int, shown: np.ndarray, latents: np.ndarray, previous) -> None:
+        """The UMAP layout of the samples ``shown``, started from the previous one; written beside the
+        round atomically."""
         with self._map_lock:
-            self._draw_umap(number, latents, previous)
+            self._draw_umap(number, shown, latents, previous)
 
-    def _draw_umap(self, number: int, latents: np.ndarray, previous) -> None:
+    def _draw_umap(self, number: int, shown: np.ndarray, latents: np.ndarray, previous) -> None:
         try:
-            before = previous.map_coords() if previous is not None else None
+            before = previous.map_coords_for(shown) if previous is not None else None
             umap = default_service().umap_map(latents, before)
             folder = self.project.round_path(number)
             tmp = folder / ".map_umap.npy"
