@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,16 @@ def _int_list(text: str) -> list[int]:
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def _add_simulate(commands) -> None:
@@ -176,6 +187,8 @@ def _run_score_spark(args: argparse.Namespace) -> int:
 
 
 def _add_train(commands) -> None:
+    from deepsad_core.rounds import DETECTORS, RoundConfig
+
     p = commands.add_parser(
         "train",
         help="train a detector headlessly and write a bundle",
@@ -194,6 +207,13 @@ def _add_train(commands) -> None:
         "mnist_lenet, fmnist_lenet, cifar10_lenet, conv or mlp",
     )
     p.add_argument("--backbone", default=None, help="efficientnet-lite0 (default), torchvision:<arch> or timm:<name>")
+    p.add_argument("--detector", choices=DETECTORS, default=RoundConfig.detector, help="the app's default: ensemble")
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and the members")
+    p.add_argument(
+        "--nproc", type=_positive_int, default=1,
+        help="train in N processes on this machine (torchrun, DDP: gloo on CPUs, NCCL on GPUs); on a cluster, "
+        "start `torchrun --nnodes ... -m deepsad_core train ...` yourself",
+    )  # fmt: skip
     p.add_argument("--out", required=True, help="bundle path: a folder, or a name ending in .zip")
     p.add_argument("--force", action="store_true", help="replace a bundle already at --out (nothing else is)")
     p.add_argument("--sign-key", help="a key file: sign the bundle (HMAC-SHA256 of its checksums)")
@@ -201,17 +221,46 @@ def _add_train(commands) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from deepsad_core import ddp
+    from deepsad_core.export import check_output
+
+    check_output(args.out, args.force)  # before training, so a taken path or a bad key costs no minutes
+    if args.nproc > 1 and "RANK" not in os.environ:  # this process starts the others (torchrun), then waits
+        return subprocess.call(ddp.torchrun_command(args.nproc, _without_nproc(args.argv)))
+    ddp.start_from_env()
+    try:
+        return _train_here(args)
+    finally:
+        ddp.finish()
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The command line without ``--nproc N`` (each torchrun process trains as one rank)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def _train_here(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
+    from deepsad_core import ddp
     from deepsad_core.bundle_format import read_key
     from deepsad_core.data import load_dataset
-    from deepsad_core.export import check_output, export_bundle
+    from deepsad_core.export import export_bundle
     from deepsad_core.labels import label_counts
     from deepsad_core.rounds import RoundConfig, model_input
     from deepsad_core.threshold import choose_threshold
 
-    check_output(args.out, args.force)  # before training, so a taken path or a bad key costs no minutes
     key = read_key(args.sign_key) if args.sign_key else None
     dataset = load_dataset(args.input, id_column=args.id_column)
     semi = _semi_targets_from_labels(args.labels, dataset.ids) if args.labels else np.zeros(len(dataset), int)
@@ -220,16 +269,26 @@ def _run_train(args: argparse.Namespace) -> int:
         first_ae_epochs=args.ae_epochs,
         pretrain=args.ae_epochs > 0,
         net=args.net,
+        detector=args.detector,
+        seed=args.seed,
+        max_train_samples=None,  # a headless fit trains on everything given
         **({"backbone": args.backbone} if args.backbone else {}),
     )
     bars: dict = {}
+    seconds: dict[str, float] = {}  # each training phase's time, for the manifest
+    quiet = not ddp.is_main()  # one set of progress bars, rank 0's
 
     def features(done: int, total: int, seconds_left: float) -> None:
+        if quiet:
+            return
         if "features" not in bars:
             bars["features"] = tqdm(total=total, desc="features", unit="image", file=sys.stderr)
         bars["features"].update(done - bars["features"].n)
 
     def report(p) -> None:  # one progress bar per phase (features, pretrain, train)
+        seconds[p.phase] = p.seconds
+        if quiet:
+            return
         if p.phase not in bars:
             bars[p.phase] = tqdm(total=p.epochs, desc=f"{p.phase:8s}", unit="epoch", file=sys.stderr)
         bars[p.phase].update(1)
@@ -241,12 +300,14 @@ def _run_train(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
+    if not ddp.is_main():
+        return 0  # rank 0 writes the bundle
     threshold = choose_threshold(model.decision_scores_, semi, contamination=args.contamination)
-    counts = label_counts(semi)
+    info = {"training_config": config.to_dict(), "label_counts": label_counts(semi), "source": dataset.source_name,
+            "training_seconds": seconds, "processes": ddp.rank_and_size()[1]}  # fmt: skip
     paths = export_bundle(
         model, dataset.preprocessor, args.out, X_sample=dataset.X[:1000], threshold=threshold.to_dict(),
-        info={"training_config": config.to_dict(), "label_counts": counts, "source": dataset.source_name},
-        force=args.force, sign_key=key, backbone=extractor,
+        info=info, force=args.force, sign_key=key, backbone=extractor,
     )  # fmt: skip
     print(f"wrote {args.out} ({len(paths)} file(s)); threshold {threshold.value:.4g} ({threshold.method})")
     return 0
@@ -304,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a command that starts others passes on
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return 2

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.base import BaseEstimator
 
+from deepsad_core import ddp
 from deepsad_core.atomic import atomic_folder
 from deepsad_core.exceptions import NotFittedError
 from deepsad_core.explain import attributions
@@ -314,10 +315,11 @@ class DeepSAD(BaseEstimator):
             raise ValueError(f"epochs must be None or an int >= 0; got {epochs!r}")
         X = self._validate_X(X, reset=not warm_start)
         semi = self._validate_semi_targets(semi_targets, len(X))
-        device = self._resolve_device()
+        device = ddp.local_device(self._resolve_device())
         fit_number = self._fit_count if warm_start else 0
         generator = torch.Generator().manual_seed(self.seed + fit_number)
-        rows = training_rows(semi, self.max_train_samples, np.random.default_rng([self.seed, fit_number]))
+        sample = training_rows(semi, self.max_train_samples, np.random.default_rng([self.seed, fit_number]))
+        rows = ddp.shard(sample)  # across processes (torchrun), each trains on its own share
         capped = len(rows) < len(X)
         Xt = torch.as_tensor(X[rows] if capped else X, device=device)
         history: list[dict] = list(self.history_) if warm_start else []
@@ -370,7 +372,7 @@ class DeepSAD(BaseEstimator):
         every = torch.as_tensor(X, device=device) if capped else Xt  # every sample is scored
         scores = _distances(batched_forward(net, every, score_batch), center)
 
-        typical = np.median(X[rows] if capped else X, axis=0).astype(np.float32)  # the baseline of explain()
+        typical = np.median(X[sample], axis=0).astype(np.float32)  # the baseline of explain()
 
         # commit everything at once: an exception above leaves the previous state untouched
         self.typical_input_ = typical

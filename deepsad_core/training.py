@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.optim.adam import adam
 
+from deepsad_core import ddp
 from deepsad_core.exceptions import TrainingCancelled, TrainingDivergedError
 
 __all__ = [
@@ -100,9 +101,15 @@ def batched_forward(net: nn.Module, X: torch.Tensor, batch_size: int) -> torch.T
 def init_center(net: nn.Module, X: torch.Tensor, batch_size: int, eps: float = CENTER_EPS) -> torch.Tensor:
     """Centre c: the mean of phi over ``X`` from one forward pass, with |c_k| < eps set to +-eps.
 
-    A component that is exactly 0 goes to +eps (the reference leaves it at 0).
+    A component that is exactly 0 goes to +eps (the reference leaves it at 0). Across processes
+    (:mod:`deepsad_core.ddp`) ``X`` is this rank's shard and c the mean over every shard.
     """
-    c = batched_forward(net, X, batch_size).mean(dim=0)
+    phi = batched_forward(net, X, batch_size)
+    if ddp.active():
+        total = ddp.all_reduce_sum(torch.cat([phi.sum(dim=0), phi.new_tensor([len(phi)])]))
+        c = total[:-1] / total[-1]
+    else:
+        c = phi.mean(dim=0)
     small = c.abs() < eps
     return torch.where(small, torch.where(c < 0, -eps, eps), c).clone()
 
@@ -182,12 +189,18 @@ def _run_epochs(
 ) -> list[float]:
     """The shared loop: Adam with weight decay, lr x0.1 at each milestone, shuffled full batches.
 
-    Each epoch gathers ``tensors`` once in a new random order and hands ``batch_loss`` one view per
-    tensor per batch (slices, no copies), so the per-batch cost is the network alone. The fused Adam
-    kernel (CPU and CUDA) updates all parameters in one call, without ``torch.optim``'s wrappers.
+    Each epoch gathers ``tensors`` once in a new random order and hands ``batch_loss`` the network and
+    one view per tensor per batch (slices, no copies), so the per-batch cost is the network alone. The
+    fused Adam kernel (CPU and CUDA) updates all parameters in one call, without ``torch.optim``'s
+    wrappers. Across processes the network is DDP-wrapped (gradients averaged every step), each rank's
+    ``tensors`` are its shard and its batches 1/N of ``batch_size``, and the epoch loss is the mean
+    over ranks.
     """
     n, device = len(tensors[0]), tensors[0].device
+    network = ddp.wrap(model)
     optimizer = Adam([p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+    # across N ranks each step takes batch_size / N rows on each: the same batch and steps as one process
+    batch_size = max(2, batch_size // ddp.rank_and_size()[1])
     batch_size = min(batch_size, n)  # a set smaller than one batch still trains, as one batch
     n_batches = n // batch_size  # the last partial batch is dropped, as in the paper's code
     losses: list[float] = []
@@ -201,12 +214,13 @@ def _run_epochs(
             batch_losses = []
             for b in range(n_batches):
                 batch = slice(b * batch_size, (b + 1) * batch_size)
-                loss = batch_loss(*(t[batch] for t in shuffled))
+                loss = batch_loss(network, *(t[batch] for t in shuffled))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 batch_losses.append(loss.detach())
-            epoch_loss = torch.stack(batch_losses).sum().item() / n_batches
+            epoch_loss = ddp.all_reduce_sum(torch.stack(batch_losses).sum()).item() / n_batches
+            epoch_loss /= ddp.rank_and_size()[1]  # every rank sees the same loss, and stops alike
             if not math.isfinite(epoch_loss):
                 raise TrainingDivergedError(
                     f"{phase} loss became {epoch_loss} at epoch {epoch}; lower the learning rate or check the data"
@@ -215,6 +229,7 @@ def _run_epochs(
             progress = Progress(phase, epoch, epochs, epoch_loss, time.perf_counter() - start)
             if callback is not None and callback(progress):
                 raise TrainingCancelled(f"training cancelled during {phase} epoch {epoch} of {epochs}")
+    ddp.broadcast_buffers(model)  # BatchNorm's statistics: rank 0's everywhere
     return losses
 
 
@@ -237,8 +252,8 @@ def train_autoencoder(
     settings were chosen with the mean (the reference's ``MSELoss``).
     """
 
-    def batch_loss(x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.mse_loss(autoencoder(x), x)
+    def batch_loss(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.mse_loss(network(x), x)
 
     return _run_epochs(
         autoencoder,
@@ -276,14 +291,14 @@ def train_deepsad(
     computed directly, skipping the per-sample terms (a sixth of a small network's step).
     """
 
-    def dist(x: torch.Tensor) -> torch.Tensor:
-        return ((net(x) - center) ** 2).sum(dim=1)
+    def dist(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return ((network(x) - center) ** 2).sum(dim=1)
 
-    def batch_loss(x: torch.Tensor, *terms: torch.Tensor) -> torch.Tensor:
-        return _loss_from_terms(dist(x), *terms)
+    def batch_loss(network: nn.Module, x: torch.Tensor, *terms: torch.Tensor) -> torch.Tensor:
+        return _loss_from_terms(dist(network, x), *terms)
 
-    def unlabeled_batch_loss(x: torch.Tensor) -> torch.Tensor:
-        return dist(x).mean()
+    def unlabeled_batch_loss(network: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return dist(network, x).mean()
 
     labeled = bool((semi_targets != 0).any())
     return _run_epochs(

@@ -1,5 +1,8 @@
 """Scoring on Apache Spark: the same scores as one process, and the same refusals."""
 
+import importlib.util
+import os
+import shutil
 import subprocess
 import sys
 
@@ -7,7 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pyspark = pytest.importorskip("pyspark", reason="pyspark is an optional extra (pip install pyspark)")
+
+def _spark_missing() -> str | None:
+    """Why Spark cannot run here, if it cannot: no pyspark, or no Java for its JVM."""
+    if importlib.util.find_spec("pyspark") is None:
+        return "pyspark is an optional extra (pip install pyspark)"
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        return "Spark needs Java 17 and none is installed (apt-get install -y openjdk-17-jre-headless)"
+    return None
+
+
+if (_why := _spark_missing()) is not None:
+    if os.environ.get("DEEPSAD_REQUIRE_SPARK"):  # CI: a missing Spark is a failure, not a skip
+        pytest.fail(_why, pytrace=False)
+    pytest.skip(_why, allow_module_level=True)
 
 from deepsad_core import DeepSAD, load_detector  # noqa: E402
 from deepsad_core.data import DataError, load_dataset  # noqa: E402
