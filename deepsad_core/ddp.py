@@ -1,10 +1,11 @@
 """Training across processes with PyTorch's distributed data parallelism (torchrun, DDP).
 
 ``deepsad train DATA --out B --nproc N`` starts N processes with torchrun (``torch.distributed.run``).
-Each loads the data and takes its own shard of the training rows. The processes train one network:
-DistributedDataParallel averages the gradients of every step (gloo on CPUs, NCCL on GPUs), the
-pretraining included, and the centre c is the mean over every shard (an all-reduce). Rank 0 writes
-the bundle. On a cluster, ``torchrun --nnodes ...`` starts the same command on every node.
+Each loads the data; in every epoch each trains on its own share of every batch (as
+``DistributedSampler`` deals an epoch). The processes train one network: DistributedDataParallel
+averages the gradients of every step (gloo on CPUs, NCCL on GPUs), the pretraining included, and the
+centre c is the mean over every rank's share (an all-reduce). Rank 0 writes the bundle. On a
+cluster, ``torchrun --nnodes ...`` starts the same command on every node.
 
 Outside torchrun (no process group) every function here is a no-op, and training is single-process.
 """
@@ -27,7 +28,7 @@ __all__ = [
     "is_main",
     "local_device",
     "rank_and_size",
-    "shard",
+    "split",
     "start_from_env",
     "torchrun_command",
     "wrap",
@@ -73,14 +74,10 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def shard(rows: np.ndarray) -> np.ndarray:
-    """This rank's rows of ``rows``: every ``size``-th one from its rank, the list first wrapped round to a
-    multiple of ``size``, so every rank trains the same number of batches (DDP steps together)."""
+def split(n: int) -> np.ndarray:
+    """This rank's share of ``n`` rows: every ``size``-th one, from its rank (all of them in one process)."""
     rank, size = rank_and_size()
-    if size == 1:
-        return rows
-    padded = np.resize(rows, -(-len(rows) // size) * size)  # repeats from the start to fill
-    return padded[rank::size]
+    return np.arange(rank, n, size)
 
 
 def wrap(module: nn.Module) -> nn.Module:

@@ -318,8 +318,7 @@ class DeepSAD(BaseEstimator):
         device = ddp.local_device(self._resolve_device())
         fit_number = self._fit_count if warm_start else 0
         generator = torch.Generator().manual_seed(self.seed + fit_number)
-        sample = training_rows(semi, self.max_train_samples, np.random.default_rng([self.seed, fit_number]))
-        rows = ddp.shard(sample)  # across processes (torchrun), each trains on its own share
+        rows = training_rows(semi, self.max_train_samples, np.random.default_rng([self.seed, fit_number]))
         capped = len(rows) < len(X)
         Xt = torch.as_tensor(X[rows] if capped else X, device=device)
         history: list[dict] = list(self.history_) if warm_start else []
@@ -351,7 +350,7 @@ class DeepSAD(BaseEstimator):
                 )
                 history += _records(fit_number, "pretrain", losses)
                 transfer_encoder_weights(autoencoder.encoder, net)
-            center = init_center(net, Xt, score_batch)
+            center = init_center(net, Xt[ddp.split(len(Xt))], score_batch)  # each rank its share
 
         losses = train_deepsad(
             net,
@@ -372,7 +371,7 @@ class DeepSAD(BaseEstimator):
         every = torch.as_tensor(X, device=device) if capped else Xt  # every sample is scored
         scores = _distances(batched_forward(net, every, score_batch), center)
 
-        typical = np.median(X[sample], axis=0).astype(np.float32)  # the baseline of explain()
+        typical = np.median(X[rows] if capped else X, axis=0).astype(np.float32)  # the baseline of explain()
 
         # commit everything at once: an exception above leaves the previous state untouched
         self.typical_input_ = typical

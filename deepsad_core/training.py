@@ -102,7 +102,7 @@ def init_center(net: nn.Module, X: torch.Tensor, batch_size: int, eps: float = C
     """Centre c: the mean of phi over ``X`` from one forward pass, with |c_k| < eps set to +-eps.
 
     A component that is exactly 0 goes to +eps (the reference leaves it at 0). Across processes
-    (:mod:`deepsad_core.ddp`) ``X`` is this rank's shard and c the mean over every shard.
+    (:mod:`deepsad_core.ddp`) each rank passes its rows and c is the mean over all of them.
     """
     phi = batched_forward(net, X, batch_size)
     if ddp.active():
@@ -192,17 +192,20 @@ def _run_epochs(
     Each epoch gathers ``tensors`` once in a new random order and hands ``batch_loss`` the network and
     one view per tensor per batch (slices, no copies), so the per-batch cost is the network alone. The
     fused Adam kernel (CPU and CUDA) updates all parameters in one call, without ``torch.optim``'s
-    wrappers. Across processes the network is DDP-wrapped (gradients averaged every step), each rank's
-    ``tensors`` are its shard and its batches 1/N of ``batch_size``, and the epoch loss is the mean
-    over ranks.
+    wrappers.
+
+    Across N processes (:mod:`deepsad_core.ddp`) every rank draws the same order and trains on its
+    share of each batch one process would take (every N-th row of it, as ``DistributedSampler`` deals
+    an epoch): DDP averages the shares' gradients, so each step is one process's step on the same
+    batch, BatchNorm aside (each rank normalises its share). The epoch loss is the mean over ranks.
     """
     n, device = len(tensors[0]), tensors[0].device
+    rank, size = ddp.rank_and_size()
     network = ddp.wrap(model)
     optimizer = Adam([p for p in model.parameters() if p.requires_grad], lr, weight_decay)
-    # across N ranks each step takes batch_size / N rows on each: the same batch and steps as one process
-    batch_size = max(2, batch_size // ddp.rank_and_size()[1])
     batch_size = min(batch_size, n)  # a set smaller than one batch still trains, as one batch
     n_batches = n // batch_size  # the last partial batch is dropped, as in the paper's code
+    per_step = batch_size  # rows a step takes here: across N ranks, about batch_size / N
     losses: list[float] = []
     start = time.perf_counter()
     model.train()
@@ -210,17 +213,20 @@ def _run_epochs(
         for epoch in range(1, epochs + 1):
             optimizer.lr = lr * 0.1 ** sum(epoch > m for m in milestones)  # as MultiStepLR(milestones, gamma=0.1)
             order = torch.randperm(n, generator=generator).to(device)
+            if size > 1:  # this rank's rows of each batch; its step takes per_step of them
+                order = order[: n_batches * batch_size].view(n_batches, batch_size)[:, rank::size].reshape(-1)
+                per_step = len(order) // n_batches
             shuffled = [t[order] for t in tensors]
             batch_losses = []
             for b in range(n_batches):
-                batch = slice(b * batch_size, (b + 1) * batch_size)
+                batch = slice(b * per_step, (b + 1) * per_step)
                 loss = batch_loss(network, *(t[batch] for t in shuffled))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 batch_losses.append(loss.detach())
-            epoch_loss = ddp.all_reduce_sum(torch.stack(batch_losses).sum()).item() / n_batches
-            epoch_loss /= ddp.rank_and_size()[1]  # every rank sees the same loss, and stops alike
+            # every rank sees the same loss, and so stops alike
+            epoch_loss = ddp.all_reduce_sum(torch.stack(batch_losses).sum()).item() / n_batches / size
             if not math.isfinite(epoch_loss):
                 raise TrainingDivergedError(
                     f"{phase} loss became {epoch_loss} at epoch {epoch}; lower the learning rate or check the data"

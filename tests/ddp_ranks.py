@@ -31,11 +31,11 @@ def main(out: Path) -> None:
     X, _, semi = data()
     torch.manual_seed(0)
     net = resolve_network("mlp", (6,)).build_encoder()
-    center = init_center(net, torch.as_tensor(X[ddp.shard(np.arange(len(X)))]), 256)
+    center = init_center(net, torch.as_tensor(X[ddp.split(len(X))]), 256)
     model = DeepSAD(epochs=3, ae_epochs=3, lr=1e-3, ae_lr=1e-3, batch_size=32, seed=0).fit(X, semi)
     weights = torch.cat([p.detach().flatten() for p in model.net_.parameters()]).numpy()
     np.savez(out / f"rank{rank}.npz", center=center.numpy(), weights=weights, scores=model.decision_scores_,
-             size=size, shard=len(ddp.shard(np.arange(len(X)))))  # fmt: skip
+             size=size, share=len(ddp.split(len(X))))  # fmt: skip
     ddp.finish()
 
 

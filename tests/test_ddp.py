@@ -1,4 +1,4 @@
-"""Training with torchrun (DDP): shards, the all-reduced centre, gradients averaged, and --nproc end to end."""
+"""Training with torchrun (DDP): each rank's share, the all-reduced centre, one process's steps, --nproc."""
 
 import subprocess
 import sys
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from ddp_ranks import data
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from deepsad_core import DeepSAD, ddp, load_detector
@@ -16,16 +17,14 @@ from deepsad_core.networks import resolve_network
 from deepsad_core.training import init_center
 
 
-def test_each_rank_gets_an_equal_share_and_together_they_cover_every_row(monkeypatch):
-    rows = np.arange(10, 21)  # 11 rows over 3 ranks: padded to 12 from the start
-    shards = []
+def test_each_rank_takes_every_nth_row_and_together_they_cover_every_row(monkeypatch):
+    shares = []
     for rank in range(3):
         monkeypatch.setattr(ddp, "rank_and_size", lambda rank=rank: (rank, 3))
-        shards.append(ddp.shard(rows))
-    assert [len(s) for s in shards] == [4, 4, 4]  # DDP steps together: the same number of batches
-    assert set(np.concatenate(shards).tolist()) == set(rows.tolist())
+        shares.append(ddp.split(11))
+    assert [s.tolist() for s in shares] == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]
     monkeypatch.undo()
-    np.testing.assert_array_equal(ddp.shard(rows), rows)  # one process: all of them
+    np.testing.assert_array_equal(ddp.split(11), np.arange(11))  # one process: all of them
     assert not ddp.active() and ddp.is_main()
 
 
@@ -38,12 +37,12 @@ def two_ranks(tmp_path_factory) -> list[dict]:
     return [dict(np.load(out / f"rank{r}.npz")) for r in range(2)]
 
 
-def test_two_ranks_compute_the_centre_over_every_shard(two_ranks):
+def test_two_ranks_compute_the_centre_over_every_row(two_ranks):
     X, _, _ = data()
     torch.manual_seed(0)
     net = resolve_network("mlp", (6,)).build_encoder()
     alone = init_center(net, torch.as_tensor(X), 256).numpy()
-    assert [int(r["size"]) for r in two_ranks] == [2, 2] and [int(r["shard"]) for r in two_ranks] == [200, 200]
+    assert [int(r["size"]) for r in two_ranks] == [2, 2] and [int(r["share"]) for r in two_ranks] == [200, 200]
     for rank in two_ranks:
         np.testing.assert_allclose(rank["center"], alone, rtol=1e-5, atol=1e-6)
 
@@ -53,9 +52,11 @@ def test_two_ranks_train_one_network_as_well_as_one_process(two_ranks):
     np.testing.assert_array_equal(two_ranks[0]["scores"], two_ranks[1]["scores"])  # and BatchNorm's statistics
     X, truth, semi = data()
     single = DeepSAD(epochs=3, ae_epochs=3, lr=1e-3, ae_lr=1e-3, batch_size=32, seed=0).fit(X, semi)
-    assert not np.allclose(two_ranks[0]["scores"], single.decision_scores_)  # other batches, other weights
+    # the same batches as one process, split in two: only BatchNorm (each half normalised alone) differs
+    assert not np.array_equal(two_ranks[0]["scores"], single.decision_scores_)
+    assert spearmanr(two_ranks[0]["scores"], single.decision_scores_).statistic > 0.9
     auc_alone, auc_ranks = roc_auc_score(truth, single.decision_scores_), roc_auc_score(truth, two_ranks[0]["scores"])
-    assert auc_ranks > 0.95 and abs(auc_ranks - auc_alone) < 0.02
+    assert abs(auc_ranks - auc_alone) < 0.01
 
 
 def test_deepsad_train_with_two_processes_writes_one_bundle_like_one_process(tmp_path):
