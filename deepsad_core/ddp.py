@@ -27,6 +27,7 @@ __all__ = [
     "finish",
     "is_main",
     "local_device",
+    "own_share",
     "rank_and_size",
     "split",
     "start_from_env",
@@ -78,6 +79,11 @@ def split(n: int) -> np.ndarray:
     """This rank's share of ``n`` rows: every ``size``-th one, from its rank (all of them in one process)."""
     rank, size = rank_and_size()
     return np.arange(rank, n, size)
+
+
+def own_share(X: torch.Tensor) -> torch.Tensor:
+    """This rank's rows of ``X`` (:func:`split`); ``X`` itself, not a copy, in one process."""
+    return X[torch.as_tensor(split(len(X)), device=X.device)] if active() else X
 
 
 def wrap(module: nn.Module) -> nn.Module:

@@ -350,7 +350,7 @@ class DeepSAD(BaseEstimator):
                 )
                 history += _records(fit_number, "pretrain", losses)
                 transfer_encoder_weights(autoencoder.encoder, net)
-            center = init_center(net, Xt[ddp.split(len(Xt))], score_batch)  # each rank its share
+            center = init_center(net, ddp.own_share(Xt), score_batch)  # across ranks: each its share
 
         losses = train_deepsad(
             net,
