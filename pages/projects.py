@@ -108,6 +108,12 @@ def render_settings(project: Project) -> None:
         contamination = c8.number_input(
             "Expected anomaly share", 0.001, 0.5, float(config.contamination), format="%.3f"
         )
+        c10, _, _ = st.columns(3)
+        train_rows = c10.number_input(
+            "Unlabeled rows trained on per round", 1, 100_000_000, config.max_train_samples or len(project),
+            help="Every labeled sample, and at most this many others, drawn afresh each round; every sample "
+            "is still scored. More rows, longer rounds.",
+        )  # fmt: skip
         backbone = config.backbone
         if project.kind == "image":
             shape = tuple(project.meta["input_shape"])
@@ -142,7 +148,7 @@ def render_settings(project: Project) -> None:
                 detector=detector, net=net, backbone=backbone.strip() or config.backbone, eta=eta, lr=lr,
                 round_lr=round_lr, first_epochs=int(first),
                 epochs_per_round=int(per_round), batch_size=int(batch), queue_size=int(queue_size),
-                contamination=contamination, mix=mix,
+                contamination=contamination, mix=mix, max_train_samples=int(train_rows),
             )  # fmt: skip
             # only what this form changed: another tab's changes to other settings are kept
             project.update_round_config(**{k: v for k, v in form.items() if getattr(config, k) != v})

@@ -40,3 +40,12 @@ def test_saved_settings_reach_the_next_round_and_keep_the_rest(sample_project):
     assert {k: v for k, v in after.to_dict().items() if k != "epochs_per_round"} == {
         k: v for k, v in before.to_dict().items() if k != "epochs_per_round"
     }
+
+
+def test_the_rows_a_round_trains_on_are_a_setting(sample_project):
+    at = open_page("pages/projects.py", sample_project)
+    [field] = [n for n in at.number_input if n.label == "Unlabeled rows trained on per round"]
+    assert field.value == 50_000  # the default
+    field.set_value(2_000)
+    at.button[[b.label for b in at.button].index("Save settings")].click().run()
+    assert Project.open(sample_project.path).round_config().max_train_samples == 2_000
