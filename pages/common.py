@@ -190,7 +190,11 @@ def score_drivers(project: Project, round_number: int, index: int) -> tuple[str,
 
 @functools.lru_cache(maxsize=2_000)
 def _score_drivers(path: str, round_number: int, index: int) -> tuple[str, ...]:
-    drivers = worker_for(path).project.explain(index)
+    return drivers_text(worker_for(path).project.explain(index))
+
+
+def drivers_text(drivers: list) -> tuple[str, ...]:
+    """``(column, value, score drop)`` triples as card text: the columns that raise the score."""
     return tuple(f"**{plain(column)}** = {plain(value)}" for column, value, drop in drivers if drop > 0)
 
 

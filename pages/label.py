@@ -10,6 +10,7 @@ import streamlit as st
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 from pages.common import (
+    drivers_text,
     heat_overlay,
     plain,
     project_page,
@@ -101,7 +102,9 @@ def render_item(project: Project, item: dict) -> None:
             st.markdown(f":gray[{item['reason']}]")
         else:
             values = "  \n".join(standout_values(project, i))
-            drivers = ", ".join(score_drivers(project, item["round"], i)) or "-"
+            # the round worked out its queue's drivers; rounds saved before that are explained now
+            found = drivers_text(item["drivers"]) if "drivers" in item else score_drivers(project, item["round"], i)
+            drivers = ", ".join(found) or "-"
             st.markdown(
                 f"**{plain(item['sample_id'])}**  \n{values}  \n:gray[drives the score:] {drivers}  \n"
                 f":gray[{item['reason']}]"

@@ -73,3 +73,13 @@ def test_the_audit_shows_the_most_doubted_label_and_relabels_it_in_one_click(sam
     assert doubted[0].key == f"label.audit.{top}" and doubted[0].label == "Relabel anomalous"
     doubted[0].click().run()
     assert Project.open(sample_project.path).labels()[top] == "anomalous"
+
+
+def test_cards_show_what_drives_the_score_as_the_round_worked_it_out(sample_project, monkeypatch):
+    def refused(*args, **kwargs):
+        raise AssertionError("a card asked the model on a click")
+
+    monkeypatch.setattr(Project, "explain", refused)  # each round explains its queue once, when it ends
+    assert all(q["drivers"] for q in sample_project.current_round().queue)
+    at = open_page("pages/label.py", sample_project)
+    assert len([m for m in at.markdown if "drives the score:] **" in m.value]) == 12

@@ -74,6 +74,11 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     hint = project.stop_hint()
     assert hint is not None and -1 <= hint.rank_correlation <= 1 and hint.predicted is not None
     assert {d.index for d in project.audit(k=6)} == set(picked[:6])
+    # the queue carries what drives each row's score, as the saved model explains it
+    item = second.queue[0]
+    live = project.explain(item["index"])
+    assert [d[0] for d in item["drivers"]] == [column for column, _, _ in live]
+    np.testing.assert_allclose([d[2] for d in item["drivers"]], [drop for *_, drop in live], rtol=1e-4, atol=1e-9)
 
 
 def test_rounds_on_more_data_than_the_caps_train_on_a_sample_and_map_a_sample(project, monkeypatch):

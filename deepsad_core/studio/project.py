@@ -456,11 +456,7 @@ class Project:
         view = self._done_round(None)
         model = self._round_model(view.number)
         if self.kind == "tabular":
-            # the project's typical row as the baseline: models saved before they kept their own work too
-            values = model.explain(np.asarray(self.X[[sample_idx]]), baseline=self._typical_input)[0]
-            columns = self.preprocessor.feature_columns
-            raw = self.raw.iloc[sample_idx]
-            return [(c, raw[c], v) for c, v in top_features(values, columns, k)]
+            return self.drivers(model, [sample_idx], k)[0]
         pixels = np.asarray(self.X[[sample_idx]], dtype=np.float32)
         baseline = self._typical_input
         key = view.metrics.get("features_key")
@@ -472,6 +468,18 @@ class Project:
             return model.decision_function(extract_features(extractor, batch))
 
         return attributions(score, pixels, baseline)[0].sum(axis=0)
+
+    def drivers(self, model: Any, sample_idx: list[int], k: int = 3) -> list[list[tuple[str, Any, float]]]:
+        """For table rows: each one's ``k`` columns whose typical value would lower ``model``'s score most,
+        as ``(column, raw value, score drop)``, in one pass over the rows."""
+        # the project's typical row as the baseline: models saved before they kept their own work too
+        values = model.explain(np.asarray(self.X[sample_idx]), baseline=self._typical_input)
+        columns = self.preprocessor.feature_columns
+        rows = self.raw.iloc[sample_idx]
+        return [
+            [(c, row[c], v) for c, v in top_features(attribution, columns, k)]
+            for attribution, (_, row) in zip(values, rows.iterrows(), strict=True)
+        ]
 
     @property
     def _typical_input(self) -> np.ndarray:

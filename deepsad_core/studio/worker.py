@@ -255,6 +255,9 @@ class RoundWorker:
         pca = pca_map(out.latents[shown], before)
 
         model.threshold_ = out.threshold.value  # the saved model flags as the round does
+        # what drives each queued row's score, worked out once here: a card then costs no model call
+        picked = [p.index for p in out.queue]
+        drivers = project.drivers(model, picked) if project.kind == "tabular" and picked else None
 
         def write(folder: Path) -> None:
             model.save(folder / "model")
@@ -274,8 +277,9 @@ class RoundWorker:
                     "reason": p.reason,
                     "score": float(out.scores[p.index]),
                     "inclusion": random_share if p.strategy == "random" else 1.0,  # the chance it was picked
+                    **({"drivers": [[c, str(v), float(d)] for c, v, d in drivers[j]]} if drivers else {}),
                 }
-                for p in out.queue
+                for j, p in enumerate(out.queue)
             ]
             (folder / "queue.json").write_text(json.dumps(queue))
 
