@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -36,6 +37,19 @@ def stopwatch() -> Iterator[list[float]]:
     start = time.perf_counter()
     yield out
     out.append(time.perf_counter() - start)
+
+
+def timed_cli(arguments: list[str]) -> tuple[float, float]:
+    """Run ``deepsad ARGUMENTS`` in a new process: its wall seconds, and its peak RSS in MB (``VmHWM``,
+    which belongs to this process image; ``ru_maxrss`` would carry the parent's peak over the exec)."""
+    runner = (
+        "import sys; from deepsad_core.cli import main; code = main(sys.argv[1:]); "
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], file=sys.stderr); "
+        "sys.exit(code)"
+    )
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", runner, *arguments], check=True, capture_output=True, text=True)
+    return time.perf_counter() - start, int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
 def machine_line() -> str:

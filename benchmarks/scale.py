@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from benchmarks.common import command_line, int_list, write_report
 
@@ -50,17 +49,6 @@ def write_sensor_csv(path: Path, rows: int, seed: int = 0) -> Path:
     if not path.exists():
         pacsv.write_csv(sensor_table(rows, seed), path)
     return path
-
-
-def write_sensor_parquet(folder: Path, rows: int, files: int, seed: int = 0) -> Path:
-    """``rows`` rows in ``files`` Parquet files of one folder (what a data lake holds), without truth."""
-    if not folder.exists():
-        folder.mkdir(parents=True)
-        per_file = -(-rows // files)
-        for k in range(files):
-            part = sensor_table(min(per_file, rows - k * per_file), seed + k).drop_columns(["truth"])
-            pq.write_table(part, folder / f"part-{k:03d}.parquet")
-    return folder
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:

@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pyarrow.csv as pacsv
 
-from benchmarks.common import command_line, write_report
+from benchmarks.common import command_line, timed_cli, write_report
 from benchmarks.ingest import synthetic_csv
 
 
@@ -34,20 +33,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     subprocess.run([*deepsad, "train", str(train), "--epochs", "10", "--ae-epochs", "10", "--out", str(work / "b.zip")],
                    check=True, capture_output=True)  # fmt: skip
     out = work / "scores.csv"
-    # the scoring process reports its own peak RSS when it ends (the training process is not counted)
-    runner = (
-        "import sys; from deepsad_core.cli import main; code = main(sys.argv[1:]); "
-        # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak over the exec
-        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], file=sys.stderr); "
-        "sys.exit(code)"
-    )
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", runner, "score", str(work / "b.zip"), str(csv), "--out", str(out), "--quiet"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
+    # the scoring process's own peak RSS (the training process is not counted)
+    seconds, peak_mb = timed_cli(["score", str(work / "b.zip"), str(csv), "--out", str(out), "--quiet"])
     scored = sum(1 for _ in out.open()) - 1
     table = pd.DataFrame(
         [{"rows": scored, "seconds": round(seconds, 2), "rows/s": int(scored / seconds), "peak RSS MB": int(peak_mb)}]

@@ -11,10 +11,10 @@ reading, scoring, writing Parquet). The scores are compared row by row through t
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +22,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.common import command_line, int_list, write_report
+from benchmarks.common import command_line, int_list, timed_cli, write_report
 from benchmarks.scale import sensor_table
 
 
-def with_ids(rows: int, seed: int) -> pa.Table:
+def with_ids(rows: int, seed: int, first_id: int = 0) -> pa.Table:
     table = sensor_table(rows, seed).drop_columns(["truth"])
-    return table.add_column(0, "id", pa.array(np.arange(rows, dtype=np.int64)))
+    return table.add_column(0, "id", pa.array(np.arange(first_id, first_id + rows, dtype=np.int64)))
 
 
 def write_table(path: Path, rows: int, seed: int) -> Path:
@@ -36,23 +36,8 @@ def write_table(path: Path, rows: int, seed: int) -> Path:
     if not path.exists():
         with pq.ParquetWriter(path, with_ids(1, seed).schema) as writer:
             for start in range(0, rows, 1_000_000):
-                part = with_ids(min(1_000_000, rows - start), seed + start)
-                part = part.set_column(0, "id", pa.array(np.arange(start, start + len(part), dtype=np.int64)))
-                writer.write_table(part)
+                writer.write_table(with_ids(min(1_000_000, rows - start), seed + start, first_id=start))
     return path
-
-
-def score(bundle: Path, source: Path, out: Path, engine: list[str]) -> tuple[float, float]:
-    """Seconds of the whole ``deepsad score`` process, and its peak RSS (MB; the driver's, for Spark)."""
-    runner = (
-        "import sys; from deepsad_core.cli import main; code = main(sys.argv[1:]); "
-        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], file=sys.stderr); "
-        "sys.exit(code)"
-    )
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", runner, "score", str(bundle), str(source), "--out", str(out),
-                           "--quiet", *engine], check=True, capture_output=True, text=True)  # fmt: skip
-    return time.perf_counter() - start, int(done.stderr.strip().splitlines()[-1]) / 1024
 
 
 def scores_by_id(path: Path) -> pd.Series:
@@ -77,11 +62,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     for n in args.rows:
         source = write_table(work / f"sensors-{n}.parquet", n, seed=0)
         single, spark = work / f"single-{n}.parquet", work / f"spark-{n}"
-        for path in (single, spark):
-            subprocess.run(["rm", "-rf", str(path)], check=True)
+        single.unlink(missing_ok=True)
+        shutil.rmtree(spark, ignore_errors=True)
         engines = {"one process": (single, []), f"Spark {args.master}": (spark, ["--engine", "spark", "--master",
                                                                                args.master])}  # fmt: skip
-        results = {name: score(bundle, source, out, engine) for name, (out, engine) in engines.items()}
+        # seconds of the whole `deepsad score` process, and its peak RSS (the Python driver's, for Spark)
+        results = {
+            name: timed_cli(["score", str(bundle), str(source), "--out", str(out), "--quiet", *engine])
+            for name, (out, engine) in engines.items()
+        }
         a, b = scores_by_id(single), scores_by_id(spark)
         assert a.index.equals(b.index), "the two engines scored different rows"
         worst = float((np.abs(a.to_numpy() - b.to_numpy()) / np.maximum(np.abs(a.to_numpy()), 1e-12)).max())

@@ -205,7 +205,7 @@ def _run_epochs(
     optimizer = Adam([p for p in model.parameters() if p.requires_grad], lr, weight_decay)
     batch_size = min(batch_size, n)  # a set smaller than one batch still trains, as one batch
     n_batches = n // batch_size  # the last partial batch is dropped, as in the paper's code
-    per_step = batch_size  # rows a step takes here: across N ranks, about batch_size / N
+    per_step = len(range(rank, batch_size, size))  # rows a step takes here: this rank's share of a batch
     losses: list[float] = []
     start = time.perf_counter()
     model.train()
@@ -213,9 +213,8 @@ def _run_epochs(
         for epoch in range(1, epochs + 1):
             optimizer.lr = lr * 0.1 ** sum(epoch > m for m in milestones)  # as MultiStepLR(milestones, gamma=0.1)
             order = torch.randperm(n, generator=generator).to(device)
-            if size > 1:  # this rank's rows of each batch; its step takes per_step of them
+            if size > 1:  # this rank's rows of each batch
                 order = order[: n_batches * batch_size].view(n_batches, batch_size)[:, rank::size].reshape(-1)
-                per_step = len(order) // n_batches
             shuffled = [t[order] for t in tensors]
             batch_losses = []
             for b in range(n_batches):
