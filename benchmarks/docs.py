@@ -17,7 +17,7 @@ DOC = Path(__file__).parents[1] / "docs" / "benchmarks.md"
 ORDER = ("detector_table", "estimates", "estimates-random40", "label_audit", "backbone_images", "backbone_digits",
          "paper_images_ensemble", "paper_odds",
          "paper_odds_lr1e-3", "paper_images", "reference_loop", "reference_loop_50", "speed", "round_latency",
-         "ingest", "score_bundle", "scale", "spark_score", "ddp_satellite")  # fmt: skip
+         "ingest", "score_bundle", "export_parity", "scale", "spark_score", "ddp_satellite")  # fmt: skip
 HEADER = """# Benchmarks
 
 Every table below is a report that a benchmark in `benchmarks/` wrote to `benchmarks/results/`, with

@@ -1,8 +1,9 @@
 """End-to-end batch scoring: ``deepsad score`` through ONNX on a generated 1,000,000-row CSV.
 
-Trains a small detector on the first 20,000 rows (``deepsad train``), then times ``deepsad score``
-in a separate process and reads that process's peak RSS. Targets: >= 100,000 rows/s end to end
-and peak RSS <= 1.5 GB on 2 cores.
+The table is the 9-column sensor table of ``benchmarks.scale`` (three operating modes, 1 % anomalies).
+Trains the default detector on the first 20,000 rows (``deepsad train``), then times ``deepsad
+score`` in a separate process and reads that process's peak RSS. Targets: >= 250,000 rows/s end to
+end and peak RSS <= 1.5 GB on 2 cores.
 
     python -m benchmarks.score_bundle --rows 1000000
 """
@@ -12,12 +13,14 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.csv as pacsv
 
 from benchmarks.common import command_line, timed_cli, write_report
-from benchmarks.ingest import synthetic_csv
+from benchmarks.scale import N_COLUMNS, write_sensor_csv
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -25,13 +28,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--workdir", default=None)
     args = p.parse_args(argv)
-    csv = synthetic_csv(args.workdir, args.rows, "deepsad-score-")
-    work = csv.parent
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="deepsad-score-"))
+    work.mkdir(parents=True, exist_ok=True)
+    csv = write_sensor_csv(work / f"sensors-{args.rows}.csv", args.rows)
     train = work / "train.csv"
     pacsv.write_csv(pacsv.read_csv(csv).slice(0, 20_000), train)
     deepsad = [sys.executable, "-m", "deepsad_core"]
-    subprocess.run([*deepsad, "train", str(train), "--epochs", "10", "--ae-epochs", "10", "--out", str(work / "b.zip")],
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run([*deepsad, "train", str(train), "--epochs", "10", "--ae-epochs", "10", "--out", str(work / "b.zip"),
+                    "--force"], check=True, capture_output=True)  # fmt: skip
     out = work / "scores.csv"
     # the scoring process's own peak RSS (the training process is not counted)
     seconds, peak_mb = timed_cli(["score", str(work / "b.zip"), str(csv), "--out", str(out), "--quiet"])
@@ -41,11 +45,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )
     command = command_line("score_bundle", argv)
     notes = [
-        f"{args.rows:,} rows x 20 columns ({csv.stat().st_size / 1e6:.0f} MB CSV), ONNX backend, "
+        f"{args.rows:,} rows x {N_COLUMNS} float columns and a truth column the bundle ignores "
+        f"({csv.stat().st_size / 1e6:.0f} MB CSV); the default detector (the ensemble), ONNX backend, "
         "batches of 100,000 rows",
         "seconds: the whole `deepsad score` process (start-up, bundle check, read, preprocess, score, write)",
         "peak RSS: of the `deepsad score` process alone",
-        "targets: >= 100,000 rows/s and <= 1,536 MB",
+        "targets: >= 250,000 rows/s and <= 1,536 MB",
     ]
     write_report("score_bundle", "Batch scoring with `deepsad score`", command, notes, table)
     return table

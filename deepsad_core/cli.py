@@ -47,7 +47,7 @@ def _add_simulate(commands) -> None:
     p.add_argument("--epochs", type=int, default=RoundConfig.first_epochs, help="round 0 training epochs")
     p.add_argument("--ae-epochs", type=int, default=RoundConfig.first_ae_epochs, help="round 0 autoencoder epochs")
     p.add_argument("--epochs-per-round", type=int, default=RoundConfig.epochs_per_round)
-    p.add_argument("--detector", choices=DETECTORS, default=RoundConfig.detector, help="the app's default: ensemble")
+    p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help="the app's default: ensemble")
     p.add_argument("--eta", type=float, default=RoundConfig.eta, help="weight of the labeled samples in Deep SAD")
     p.add_argument("--round-lr", type=float, default=RoundConfig.round_lr, help="Deep SAD learning rate after round 0")
     p.add_argument(
@@ -186,9 +186,12 @@ def _run_score_spark(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train(commands) -> None:
-    from deepsad_core.rounds import DETECTORS, RoundConfig
+# rounds.DETECTORS and RoundConfig.detector, written out: importing rounds here would load torch for
+# every command, `deepsad score` included (a test keeps them equal)
+DETECTORS, DEFAULT_DETECTOR = ("ensemble", "deepsad"), "ensemble"
 
+
+def _add_train(commands) -> None:
     p = commands.add_parser(
         "train",
         help="train a detector headlessly and write a bundle",
@@ -207,7 +210,7 @@ def _add_train(commands) -> None:
         "mnist_lenet, fmnist_lenet, cifar10_lenet, conv or mlp",
     )
     p.add_argument("--backbone", default=None, help="efficientnet-lite0 (default), torchvision:<arch> or timm:<name>")
-    p.add_argument("--detector", choices=DETECTORS, default=RoundConfig.detector, help="the app's default: ensemble")
+    p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR, help="the app's default: ensemble")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and the members")
     p.add_argument(
         "--nproc", type=_positive_int, default=1,
@@ -350,22 +353,30 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+_COMMANDS = {"train": _add_train, "export": _add_export, "score": _add_score, "info": _add_info,
+             "simulate": _add_simulate}  # fmt: skip
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``command`` alone: simulate's defaults come from the training
+    settings, whose import loads torch, and `deepsad score` should not wait a second for that."""
     parser = argparse.ArgumentParser(
         prog="deepsad",
         description="DeepSAD Studio: semi-supervised anomaly detection with Deep SAD.",
     )
     parser.add_argument("--version", action="version", version=f"deepsad {deepsad_core.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_train, _add_export, _add_score, _add_info, _add_simulate):
-        add(commands)
+    for name, add in _COMMANDS.items():
+        if command in (None, name):
+            add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv and argv[0] in _COMMANDS else None)
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a command that starts others passes on
+    args.argv = argv  # what a command that starts others passes on
     if getattr(args, "run", None) is None:
         parser.print_help(sys.stderr)
         return 2

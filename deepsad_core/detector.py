@@ -232,7 +232,8 @@ class Detector:
         return self._run(X)[0]
 
     def decision_function(self, data: Any) -> np.ndarray:
-        """Anomaly scores ``||phi(x) - c||^2``, higher = more anomalous."""
+        """Anomaly scores, higher = more anomalous; ``manifest["detector"]["score"]`` says what they mean and
+        their range (the ensemble's lie in [e^-10, e^10])."""
         return self._run(self.features(data))[0]
 
     def predict(self, data: Any) -> np.ndarray:
@@ -265,7 +266,9 @@ def _external_tensors(graph: Any) -> list[str]:
 def _refuse_external_data(model: bytes) -> None:
     """A bundle's graph must hold all its weights: one that points at files elsewhere (``external
     data``) could read any file on the machine into the model."""
-    import onnx
+    if b"location" not in model:  # external data must name its file under the key "location": none here
+        return
+    import onnx  # parsing takes a second of imports: only for a graph that may point outside
 
     try:
         proto = onnx.load_model_from_string(model)

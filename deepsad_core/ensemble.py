@@ -3,7 +3,8 @@
 Four members score every sample, each on its own scale:
 
 - ``iforest``: an IsolationForest on the model input (no labels);
-- ``knn``: the mean squared distance to the ``n_neighbors`` nearest of a reference sample (no labels);
+- ``knn``: the mean squared distance to the ``n_neighbors`` nearest of a small random reference sample
+  (no labels; a subsample ranks anomalies better than all rows, and keeps scoring cheap);
 - ``deepsad``: ``log ||phi(x) - c||^2`` of a Deep SAD network; without labels it trains as Deep SAD on
   pseudo-labels (the prior's top ``pseudo_anomaly_share`` taken as anomalies), with labels on the
   labels alone;
@@ -15,8 +16,10 @@ training data (``z``). Without enough labels the fused score is the ``prior_weig
 ``z``; with them, each member weighs ``(2 (AUC - 0.5))^weight_power``, its ROC-AUC over the labeled
 samples (out of fold for the supervised member; for Deep SAD, which trains on the labels, from
 its scores before each label was given), so members that the labels contradict drop out.
-The score is ``exp(mean z)``: positive, and ratios of scores are differences of ``z``. Truth never
-enters; only the expert's labels do. ``docs/design.md`` gives the measurements behind the defaults.
+The score is ``exp(10 tanh(m / 10))`` of that weighted mean ``m``: positive, bounded in
+[e^-10, e^10], and increasing in ``m``; near the usual thresholds (|m| < 3) its log is ``m`` within
+3 %. Truth never enters; only the expert's labels do. ``docs/design.md`` gives the measurements
+behind the defaults.
 """
 
 from __future__ import annotations
@@ -48,12 +51,13 @@ from deepsad_core.training import ProgressCallback
 __all__ = ["MEMBERS", "DeepSADEnsemble", "load_model"]
 
 ENSEMBLE_FORMAT = "deepsad-ensemble"
-ENSEMBLE_FORMAT_VERSION = 1
+ENSEMBLE_FORMAT_VERSION = 2  # 1: the exp fusion (read, and kept for those models)
 MEMBERS = ("iforest", "knn", "deepsad", "supervised")
 DEFAULT_PRIOR_WEIGHTS = (("iforest", 1.0), ("knn", 0.15), ("deepsad", 0.15))
-_Z_CLIP = 80.0  # exp(80) still fits float32, and no real score is that many IQRs out
+SCORE_BOUND = 10.0  # the score lies in [e^-SCORE_BOUND, e^SCORE_BOUND]
+_Z_CLIP = 80.0  # the exp fusion of format 1: exp(80) still fits float32
 _LOG_EPS = 1e-12
-_KNN_BATCH_VALUES = 2**24  # distances held at once while scoring the kNN member (64 MB)
+_KNN_BATCH_VALUES = 2**23  # distances held at once while scoring the kNN member (64 MB of float64)
 _CONFIG_FILE, _MEMBERS_FILE, _REFERENCE_FILE, _SCORES_FILE = (
     "ensemble.json",
     "members.skops",
@@ -79,9 +83,16 @@ _PARAM_RULES = {
 
 
 def robust_scale(scores: np.ndarray) -> tuple[float, float]:
-    """Median and interquartile range (floored) of a member's training scores: its ``z`` is (s - median) / iqr."""
-    q25, median, q75 = np.quantile(np.asarray(scores, dtype=np.float64), [0.25, 0.5, 0.75])
-    spread = max(float(q75 - q25), 1e-6 * max(abs(float(median)), 1.0), 1e-12)
+    """Median and interquartile range of a member's training scores: its ``z`` is (s - median) / iqr.
+
+    The range is floored at a tenth of the mean absolute deviation from the median: where over half
+    the rows score alike (repeated rows in a table of few distinct values give kNN distances of 0)
+    the IQR is 0, and dividing by any tiny floor would blow round-off up into whole units of ``z``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    q25, median, q75 = np.quantile(scores, [0.25, 0.5, 0.75])
+    deviation = float(np.mean(np.abs(scores - median)))
+    spread = max(float(q75 - q25), 0.1 * deviation, 1e-6 * max(abs(float(median)), 1.0), 1e-12)
     return float(median), spread
 
 
@@ -99,21 +110,30 @@ def label_weights(aucs: dict[str, float | None], power: float) -> dict[str, floa
     return {name: (2 * max(auc - 0.5, 0.0)) ** power for name, auc in aucs.items() if auc is not None}
 
 
-def fuse(z: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """The fused score ``exp(sum w z / sum w)`` over the members that have a weight."""
+def bounded(mean: np.ndarray | torch.Tensor, fusion: str = "bounded") -> np.ndarray | torch.Tensor:
+    """The score of a weighted mean ``m`` of ``z``: ``exp(B tanh(m / B))``, B = :data:`SCORE_BOUND`
+    (``fusion="exp"``: ``exp(m)`` clipped at +-80, how format-1 models scored)."""
+    lib = torch if isinstance(mean, torch.Tensor) else np
+    if fusion == "exp":
+        return lib.exp(lib.clip(mean, -_Z_CLIP, _Z_CLIP))
+    return lib.exp(SCORE_BOUND * lib.tanh(mean / SCORE_BOUND))
+
+
+def fuse(z: dict[str, np.ndarray], weights: dict[str, float], fusion: str = "bounded") -> np.ndarray:
+    """The fused score: :func:`bounded` of ``sum w z / sum w`` over the members that have a weight."""
     total = sum(weights.values())
-    mean = sum(w * z[name] for name, w in weights.items()) / total
-    return np.exp(np.clip(mean, -_Z_CLIP, _Z_CLIP))
+    return bounded(sum(w * z[name] for name, w in weights.items()) / total, fusion)
 
 
 def knn_sq_distances(X: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean squared distance from each row of ``X`` to its ``k`` nearest reference rows (float32).
+    """Mean squared distance from each row of ``X`` to its ``k`` nearest reference rows, in float64.
 
     ``|x|^2 - 2 x.r + |r|^2``, clamped at 0: one matrix product, the same arithmetic as the exported
-    graph, so the bundle reproduces it. Squared, not rooted: near-duplicates would turn float32
-    round-off into visible differences under a square root.
+    graph, so the bundle reproduces it. In float64, since the expansion cancels: in float32 a
+    duplicate's distance of 0 came out as round-off of the order of |x|^2 1e-7, and on tables whose
+    rows repeat that round-off was a fair part of the member's spread.
     """
-    return torch.topk(_sq(X, reference), k, dim=1, largest=False).values.mean(1)
+    return _nearest_sq(X.double(), reference.double(), k).mean(1)
 
 
 class DeepSADEnsemble(BaseEstimator):
@@ -131,8 +151,10 @@ class DeepSADEnsemble(BaseEstimator):
         Train the members on every labeled sample and at most this many unlabeled ones, a new sample
         each fit, stratified by the last scores (:func:`~deepsad_core.labels.training_rows`); every
         sample is still scored. ``None`` trains on all of ``X``.
-    max_reference : int, default 4096
-        Reference rows of the kNN member (a random sample of the training data beyond that).
+    max_reference : int, default 256
+        Reference rows of the kNN member (a random sample of the training data beyond that). A
+        subsample ranks anomalies better than every row (mean label-free AUC over the 13 ODDS tables
+        0.825 against 0.798 with 4,096) and keeps each row's score to 256 distances.
     prior_weights : sequence of (member, weight), default iforest 1, knn 0.15, deepsad 0.15
         The fusion before there are two labels of each kind.
     pseudo_anomaly_share : float, default 0.1
@@ -161,6 +183,9 @@ class DeepSADEnsemble(BaseEstimator):
         Each member's median and IQR on the training data.
     weights_ : dict of str to float
         The fusion weights in use.
+    fusion_ : {"bounded", "exp"}
+        How the weighted mean becomes the score (:func:`bounded`): ``"exp"`` only for models saved in
+        format 1, so that their stored scores and thresholds keep their meaning.
     label_auc_ : dict of str to float or None
         Each member's ROC-AUC over the labeled samples: supervised out of fold, Deep SAD from its
         scores before each label was given.
@@ -193,7 +218,7 @@ class DeepSADEnsemble(BaseEstimator):
         n_estimators: int = 100,
         n_neighbors: int = 10,
         max_train_samples: int | None = None,
-        max_reference: int = 4096,
+        max_reference: int = 256,
         prior_weights: Sequence[tuple[str, float]] = DEFAULT_PRIOR_WEIGHTS,
         pseudo_anomaly_share: float = 0.1,
         weight_power: float = 2.0,
@@ -340,7 +365,7 @@ class DeepSADEnsemble(BaseEstimator):
         if not sum(weights.values()):  # too few labels, or the labels trust no member
             weights = {name: float(w) for name, w in self.prior_weights if w > 0}
         weights = {name: w for name, w in weights.items() if w > 0}
-        scores = fuse(z, weights)
+        scores = fuse(z, weights)  # a fit always scores on the bounded scale, whatever the model it continues
 
         self.deepsad_ = deepsad
         self.iforest_ = iforest
@@ -355,6 +380,7 @@ class DeepSADEnsemble(BaseEstimator):
         self.scales_ = {name: scales[name] for name in z}
         self.label_auc_ = aucs
         self.weights_ = weights
+        self.fusion_ = "bounded"
         self.decision_scores_ = scores
         self.threshold_ = float(np.quantile(scores, 1 - self.contamination))
         return self
@@ -409,7 +435,7 @@ class DeepSADEnsemble(BaseEstimator):
     @staticmethod
     def _knn(flat: np.ndarray, reference: np.ndarray, k: int, reference_index: np.ndarray | None) -> np.ndarray:
         """The kNN member's raw scores; rows of the reference (``reference_index``) skip themselves."""
-        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32))
+        ref = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32)).double()
         X = torch.from_numpy(np.ascontiguousarray(flat, dtype=np.float32))
         out = np.empty(len(flat), dtype=np.float64)
         own = np.zeros(len(flat), dtype=bool)
@@ -421,7 +447,7 @@ class DeepSADEnsemble(BaseEstimator):
             for rows, skip in ((np.flatnonzero(~own), 0), (np.flatnonzero(own), 1)):
                 for s in range(0, len(rows), batch):
                     part = rows[s : s + batch]
-                    nearest = torch.topk(_sq(X[part], ref), k + skip, dim=1, largest=False).values[:, skip:]
+                    nearest = _nearest_sq(X[part].double(), ref, k + skip)[:, skip:]
                     out[part] = nearest.mean(1).numpy()
         return out
 
@@ -444,7 +470,7 @@ class DeepSADEnsemble(BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Fused anomaly scores of shape (n,); higher = more anomalous."""
-        return fuse(self.member_scores(X), self.weights_)
+        return fuse(self.member_scores(X), self.weights_, self.fusion_)
 
     def explain(self, X: Any, baseline: np.ndarray | None = None) -> np.ndarray:
         """Attributions of each sample's fused score, shaped like ``X`` (see :meth:`DeepSAD.explain`)."""
@@ -474,7 +500,7 @@ class DeepSADEnsemble(BaseEstimator):
         self._check_fitted()
         config = {
             "format": ENSEMBLE_FORMAT,
-            "format_version": ENSEMBLE_FORMAT_VERSION,
+            "format_version": 1 if self.fusion_ == "exp" else ENSEMBLE_FORMAT_VERSION,  # the version names the scale
             "params": {k: v for k, v in self.get_params(deep=False).items() if k != "deepsad"},
             "n_neighbors": self.n_neighbors_,
             "scales": self.scales_,
@@ -505,10 +531,11 @@ class DeepSADEnsemble(BaseEstimator):
 
         path = Path(path)
         config = json.loads((path / _CONFIG_FILE).read_text())
-        if config.get("format") != ENSEMBLE_FORMAT or config.get("format_version") != ENSEMBLE_FORMAT_VERSION:
+        version = config.get("format_version")
+        if config.get("format") != ENSEMBLE_FORMAT or version not in (1, ENSEMBLE_FORMAT_VERSION):
             raise ValueError(
-                f"{path} holds format {config.get('format')!r} v{config.get('format_version')}, "
-                f"expected {ENSEMBLE_FORMAT!r} v{ENSEMBLE_FORMAT_VERSION}"
+                f"{path} holds format {config.get('format')!r} v{version}, "
+                f"expected {ENSEMBLE_FORMAT!r} v1 or v{ENSEMBLE_FORMAT_VERSION}"
             )
         deepsad = DeepSAD.load(path / "deepsad", device=device)
         params = dict(config["params"])
@@ -525,6 +552,7 @@ class DeepSADEnsemble(BaseEstimator):
         model.weights_ = config["weights"]
         model.label_auc_ = config["label_auc"]
         model.threshold_ = float(config["threshold"])
+        model.fusion_ = "exp" if version == 1 else "bounded"  # its stored scores and threshold are on that scale
         model.decision_scores_ = np.load(path / _SCORES_FILE, allow_pickle=False)
         model.deepsad_prequential_ = np.load(path / _PREQUENTIAL_FILE, allow_pickle=False)
         model.n_fits_ = int(config.get("n_fits", 1))
@@ -548,10 +576,15 @@ def _z(raw: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
     return (np.asarray(raw, dtype=np.float64) - scale[0]) / scale[1]
 
 
-def _sq(X: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    # one fused product, then in place: the n x m matrix is the cost, so it is made once and touched twice
-    d = torch.addmm((reference * reference).sum(1), X, reference.T, alpha=-2)
-    return d.add_((X * X).sum(1, keepdim=True)).clamp_min_(0)
+def _nearest_sq(X: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` smallest squared distances from each row of ``X`` to ``reference``, ascending.
+
+    ``|r|^2 - 2 x.r`` is one fused product, and its ``k`` smallest per row are the nearest rows: ``|x|^2``,
+    the same along a row, is added to those ``k`` only, so the n x m matrix is made once and read once.
+    """
+    partial = torch.addmm((reference * reference).sum(1), X, reference.T, alpha=-2)
+    nearest = torch.topk(partial, k, dim=1, largest=False).values
+    return (nearest + (X * X).sum(1, keepdim=True)).clamp_min(0)
 
 
 def _fingerprint(X: np.ndarray) -> str:

@@ -3,10 +3,12 @@
 ```
 bundle/                       (or the same files in bundle.zip)
   model.onnx                  input "input" -> outputs "score" (n,), "latent" (n, rep_dim); for the
-                              ensemble the whole detector (forest, kNN, Deep SAD, supervised, fusion);
+                              ensemble the whole detector (forest, kNN, Deep SAD, supervised, fusion,
+                              :mod:`deepsad_core.ensemble_graph`);
                               for photographs the pretrained backbone in front, in the same graph
   model.torchscript.pt        Deep SAD alone on its own input only: the same network, TorchScript
-  manifest.json               preprocessor, centre c, threshold and how it was chosen, input schema,
+  manifest.json               preprocessor, centre c, threshold and how it was chosen, what the score
+                              means and its range (detector.score), input schema,
                               training config, label counts, round, metrics, versions, parity check
   SHA256SUMS                  a checksum for every file above
 ```
@@ -52,7 +54,8 @@ from deepsad_core.bundle_format import (
     sign,
 )
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor
-from deepsad_core.ensemble import MEMBERS, DeepSADEnsemble, knn_sq_distances
+from deepsad_core.ensemble import SCORE_BOUND, DeepSADEnsemble
+from deepsad_core.ensemble_graph import FOREST_INPUT, EnsembleScoringNetwork, with_forest
 from deepsad_core.estimator import DeepSAD
 from deepsad_core.exceptions import DeepSADError, OutputExistsError
 
@@ -129,8 +132,8 @@ def _write_networks(
     try:
         if isinstance(model, DeepSADEnsemble):
             graph = EnsembleScoringNetwork(model).eval()
-            _export_onnx(graph, (example, torch.zeros((2, 1))), ["input", "iforest_decision"], folder / ONNX_FILE)
-            composed = _with_iforest(onnx.load(str(folder / ONNX_FILE)), model.iforest_, int(example[0].numel()))
+            _export_onnx(graph, (example, torch.zeros((2, 1))), ["input", FOREST_INPUT], folder / ONNX_FILE)
+            composed = with_forest(onnx.load(str(folder / ONNX_FILE)), model)
         else:
             scoring = ScoringNetwork(model.net_.cpu(), model.center_).eval()
             _export_onnx(scoring, (example,), ["input"], folder / ONNX_FILE)
@@ -150,77 +153,6 @@ def _write_torchscript(scoring: nn.Module, example: torch.Tensor, folder: Path) 
     with _EXPORTER_LOCK, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.jit.trace(scoring, example).save(str(folder / TORCHSCRIPT_FILE))
-
-
-class EnsembleScoringNetwork(nn.Module):
-    """The ensemble's fused score as one graph: ``(x, IsolationForest decision) -> (score, phi(x))``.
-
-    The same arithmetic as :meth:`DeepSADEnsemble.decision_function`, in float32: each member's raw
-    score, standardised by its median and IQR, weighted, averaged, then ``exp``. The IsolationForest's
-    decision comes in as an input; :func:`_with_iforest` puts the forest's own ONNX graph in front.
-    """
-
-    def __init__(self, model: DeepSADEnsemble) -> None:
-        super().__init__()
-        self.net = model.deepsad_.net_.cpu()
-        self.k = model.n_neighbors_
-        self.register_buffer("center", torch.as_tensor(np.asarray(model.center_, dtype=np.float32)))
-        self.register_buffer("reference", torch.as_tensor(np.asarray(model.reference_, dtype=np.float32)))
-        total = sum(model.weights_.values())
-        self.members = [name for name in MEMBERS if name in model.weights_]
-        for name in self.members:
-            median, spread = model.scales_[name]
-            self.register_buffer(f"{name}_scale", torch.tensor([median, spread, model.weights_[name] / total]))
-        if "supervised" in self.members:
-            lr = model.supervised_
-            self.register_buffer("coef", torch.as_tensor(lr.coef_[0], dtype=torch.float32))
-            self.register_buffer("intercept", torch.as_tensor(lr.intercept_, dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor, iforest_decision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        latent = self.net(x)
-        flat = x.reshape(x.shape[0], -1)
-        raw = {
-            "deepsad": lambda: torch.log(((latent - self.center) ** 2).sum(dim=1) + 1e-12),
-            "iforest": lambda: -iforest_decision.reshape(-1),
-            "knn": lambda: knn_sq_distances(flat, self.reference, self.k),
-            "supervised": lambda: flat @ self.coef + self.intercept,
-        }
-        mean = torch.zeros_like(latent[:, 0])
-        for name in self.members:
-            median, spread, weight = getattr(self, f"{name}_scale")
-            mean = mean + weight * (raw[name]() - median) / spread
-        if "iforest" not in self.members:  # keep the input used, so the graph's signature is fixed
-            mean = mean + 0.0 * iforest_decision.reshape(-1)
-        return torch.exp(mean.clamp(-80.0, 80.0)), latent
-
-
-def _with_iforest(graph: onnx.ModelProto, forest: Any, n_features: int) -> onnx.ModelProto:
-    """One graph: the IsolationForest (converted by skl2onnx) feeding the fused graph's ``iforest_decision``."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType
-
-    converted = convert_sklearn(
-        forest,
-        initial_types=[("input", FloatTensorType([None, n_features]))],
-        target_opset={"": ONNX_OPSET, "ai.onnx.ml": 3},
-    )
-    converted = onnx.compose.add_prefix(converted, "iforest/")
-    flatten = onnx.helper.make_node("Flatten", ["input"], ["iforest/input"], axis=1, name="iforest/flatten")
-    fused = graph.graph
-    for node in fused.node:
-        node.input[:] = ["iforest/scores" if name == "iforest_decision" else name for name in node.input]
-    merged = onnx.helper.make_graph(
-        [flatten, *converted.graph.node, *fused.node],
-        "deepsad_ensemble",
-        [i for i in fused.input if i.name != "iforest_decision"],
-        list(fused.output),
-        initializer=[*converted.graph.initializer, *fused.initializer],
-    )
-    opsets = {o.domain: o.version for o in [*converted.opset_import, *graph.opset_import]}
-    model = onnx.helper.make_model(merged, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
-    model.ir_version = max(graph.ir_version, converted.ir_version)
-    onnx.checker.check_model(model)
-    return model
 
 
 def _with_backbone(graph: onnx.ModelProto, backbone: bytes) -> onnx.ModelProto:
@@ -382,8 +314,25 @@ def _write_zip(work: Path, files: list[str], out: Path, force: bool) -> None:
 def _detector_info(model: DeepSAD | DeepSADEnsemble) -> dict[str, Any]:
     if isinstance(model, DeepSADEnsemble):
         return {"kind": "deepsad_ensemble", "weights": model.weights_, "label_auc": model.label_auc_,
-                "backends": ["onnx"]}  # fmt: skip
-    return {"kind": "deepsad", "backends": ["onnx", "torchscript"]}
+                "backends": ["onnx"], "score": _score_info(model)}  # fmt: skip
+    return {"kind": "deepsad", "backends": ["onnx", "torchscript"], "score": _score_info(model)}
+
+
+def _score_info(model: DeepSAD | DeepSADEnsemble) -> dict[str, Any]:
+    """What the bundle's ``score`` output means, for whoever consumes it downstream."""
+    if not isinstance(model, DeepSADEnsemble):
+        return {"formula": "||phi(x) - c||^2", "range": [0.0, None], "higher": "more anomalous",
+                "meaning": "squared distance of the sample's latent vector to Deep SAD's centre c"}  # fmt: skip
+    if model.fusion_ == "exp":
+        return {"formula": "exp(clip(m, -80, 80))", "range": [float(np.exp(-80.0)), float(np.exp(80.0))],
+                "higher": "more anomalous", "meaning": "m: the weighted mean of the members' z-scores"}  # fmt: skip
+    return {
+        "formula": f"exp({SCORE_BOUND:g} * tanh(m / {SCORE_BOUND:g}))",
+        "range": [float(np.exp(-SCORE_BOUND)), float(np.exp(SCORE_BOUND))],
+        "higher": "more anomalous",
+        "meaning": "m: the weighted mean of the members' z-scores, each (raw - median) / IQR on the training "
+        "data, so m = 0 is a typical training sample; log(score) equals m within 3 % for |m| < 3",
+    }
 
 
 def _params(model: DeepSAD | DeepSADEnsemble) -> dict[str, Any]:
@@ -400,9 +349,9 @@ def _backbone_info(backbone: FeatureExtractor | None) -> dict[str, Any] | None:
 
 
 def _score_batch(model: DeepSAD | DeepSADEnsemble) -> int:
-    """Rows per scoring call of the bundle: the kNN member's distance matrix stays near 64 MB."""
+    """Rows per scoring call of the bundle: the kNN member's float64 distance matrix stays near 64 MB."""
     if isinstance(model, DeepSADEnsemble):
-        return max(256, 2**24 // len(model.reference_))
+        return max(256, 2**23 // len(model.reference_))
     return 65536
 
 

@@ -131,3 +131,17 @@ def test_train_on_a_zip_of_photos_and_score_a_zip_and_a_folder(tmp_path):
     assert list(from_zip["file"]) == [f"line/p{i:02d}.png" for i in range(30)]
     assert list(from_folder["file"]) == [f"p{i:02d}.png" for i in range(30)]
     np.testing.assert_allclose(from_zip["score"], from_folder["score"], rtol=1e-5)
+
+
+def test_train_offers_the_detectors_a_round_knows():
+    from deepsad_core import cli
+    from deepsad_core.rounds import DETECTORS
+
+    assert (DETECTORS, RoundConfig.detector) == (cli.DETECTORS, cli.DEFAULT_DETECTOR)
+
+
+def test_scoring_with_a_bundle_loads_no_torch():
+    # `deepsad score` starts in a second less without torch; the bundle needs only onnxruntime
+    code = "import sys; from deepsad_core.cli import build_parser; build_parser('score'); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from deepsad_core import DeepSAD, load_detector
 from deepsad_core.data import load_dataset
-from deepsad_core.ensemble import DeepSADEnsemble, fuse, label_weights, labeled_auc, load_model, robust_scale
+from deepsad_core.ensemble import DeepSADEnsemble, bounded, fuse, label_weights, labeled_auc, load_model, robust_scale
 from deepsad_core.export import export_bundle
 from deepsad_core.rounds import RoundConfig, fit_round
 
@@ -27,8 +27,10 @@ def test_fusion_weighs_members_by_their_label_auc():
         "a": 1.0, "b": 0.25, "c": 0.0, "d": 0.0,
     }  # fmt: skip
     z = {"a": np.array([0.0, 2.0]), "b": np.array([4.0, 0.0])}
-    # exp of the weighted mean: 3:1 for a gives (0*3 + 4*1)/4 = 1 and (2*3 + 0)/4 = 1.5
-    np.testing.assert_allclose(fuse(z, {"a": 3.0, "b": 1.0}), np.exp([1.0, 1.5]))
+    # the weighted mean, bounded: 3:1 for a gives (0*3 + 4*1)/4 = 1 and (2*3 + 0)/4 = 1.5
+    np.testing.assert_allclose(fuse(z, {"a": 3.0, "b": 1.0}), np.exp(10 * np.tanh(np.array([1.0, 1.5]) / 10)))
+    # format-1 models keep the exp of the mean
+    np.testing.assert_allclose(fuse(z, {"a": 3.0, "b": 1.0}, "exp"), np.exp([1.0, 1.5]))
     # a member with a higher z raises the fused score (the sign), the heavier member dominates (the weight)
     assert fuse(z, {"a": 3.0, "b": 1.0})[1] > fuse(z, {"a": 3.0, "b": 1.0})[0]
     assert fuse(z, {"a": 1.0, "b": 3.0})[1] < fuse(z, {"a": 1.0, "b": 3.0})[0]
@@ -109,6 +111,28 @@ def test_save_and_load_give_the_same_detector(blobs, tmp_path):
     assert clone(loaded).get_params()["n_neighbors"] == model.n_neighbors
 
 
+def test_a_model_saved_on_the_exp_scale_keeps_it_until_it_fits_again(blobs, tmp_path):
+    import json
+
+    X, _ = blobs
+    model = small().fit(X)
+    folder = model.save(tmp_path / "model")
+    # a format-1 folder: its stored scores and threshold are exp of the weighted mean
+    config = json.loads((folder / "ensemble.json").read_text())
+    mean = 10 * np.arctanh(np.log(model.decision_scores_) / 10)
+    config.update(format_version=1, threshold=float(np.exp(np.quantile(mean, 0.9))))
+    (folder / "ensemble.json").write_text(json.dumps(config))
+    np.save(folder / "decision_scores.npy", np.exp(mean))
+    old = load_model(folder)
+    assert old.fusion_ == "exp"
+    live_mean = 10 * np.arctanh(np.log(model.decision_function(X)) / 10)
+    np.testing.assert_allclose(old.decision_function(X), np.exp(live_mean), rtol=1e-5)  # scores as it always did
+    assert old.predict(X).sum() == model.predict(X).sum()  # the same rows flagged on either scale
+    assert json.loads((old.save(tmp_path / "again") / "ensemble.json").read_text())["format_version"] == 1
+    old.fit(X, warm_start=True, epochs=1)
+    assert old.fusion_ == "bounded" and old.decision_scores_.max() <= np.exp(10)
+
+
 def test_bundle_scores_like_the_live_ensemble(tmp_path):
     ds = load_dataset("sample_data/breast_cancer.csv")
     truth = ds.truth
@@ -123,6 +147,8 @@ def test_bundle_scores_like_the_live_ensemble(tmp_path):
     assert np.max(np.abs(detector.score_features(ds.X) - live) / live) <= 1e-4
     np.testing.assert_allclose(detector.embed(ds.raw), model.embed(ds.X), atol=1e-5)
     assert detector.info()["detector"]["kind"] == "deepsad_ensemble"
+    low, high = detector.info()["detector"]["score"]["range"]  # the manifest says what a score can be
+    assert low <= detector.score_features(ds.X).min() and detector.score_features(ds.X).max() <= high
     with pytest.raises(ValueError, match="no TorchScript"):
         load_detector(out, backend="torchscript")
 
@@ -209,3 +235,23 @@ def test_a_loaded_capped_ensemble_continues_like_the_live_one(tmp_path, monkeypa
     monkeypatch.setattr(loaded.iforest_, "decision_function", refused)
     loaded.fit(X, labels_for(truth, np.arange(30)), warm_start=True, epochs=1)
     assert np.isfinite(loaded.deepsad_prequential_[20:30]).all()
+
+
+def test_scores_are_bounded_and_ranked_as_the_weighted_mean():
+    mean = np.array([-1e6, -50.0, -2.0, 0.0, 1.0, 3.0, 40.0, 80.0, 1e6])
+    scores = bounded(mean)
+    assert np.all(np.diff(scores) > 0)  # strictly increasing: the ranking of the mean is kept
+    assert scores.min() >= np.exp(-10) and scores.max() <= np.exp(10)
+    np.testing.assert_allclose(np.log(scores[3:6]), mean[3:6], rtol=0.03)  # log(score) ~ m near thresholds
+
+
+def test_a_table_of_repeated_rows_keeps_a_usable_scale():
+    # over half the rows repeat exactly: the kNN member's IQR is 0, and its spread falls back on the
+    # mean absolute deviation instead of a floor that turns round-off into whole units of z
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.random((20, 5), dtype=np.float32), 30, axis=0)
+    X[:60] += rng.random((60, 5), dtype=np.float32) * 0.1
+    distances = DeepSADEnsemble._knn(X, X[::2], 10, None)
+    median, spread = robust_scale(distances)
+    assert median == 0.0 and np.quantile(distances, 0.75) == 0.0  # the IQR is 0 here
+    assert spread == pytest.approx(0.1 * distances.mean()) and spread > 1e-5  # not the 1e-6 floor

@@ -1,0 +1,86 @@
+"""The ensemble's scoring graph: forest, kNN, Deep SAD, supervised member and fusion as one ONNX model.
+
+The members' arithmetic follows :meth:`DeepSADEnsemble.decision_function`: the network in float32
+(as it runs live), the kNN distances and the fusion in float64, the forest as one tree-ensemble
+node that decides exactly as scikit-learn does (:mod:`deepsad_core.forest_graph`). The score
+leaves the graph as float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from deepsad_core.ensemble import MEMBERS, DeepSADEnsemble, bounded, knn_sq_distances
+from deepsad_core.forest_graph import FOREST_OUTPUT, forest_decision_nodes
+
+__all__ = ["FOREST_INPUT", "EnsembleScoringNetwork", "with_forest"]
+
+FOREST_INPUT = "iforest_decision"  # the torch graph's second input, fed by the forest's nodes
+
+
+class EnsembleScoringNetwork(nn.Module):
+    """The ensemble's fused score as one graph: ``(x, IsolationForest decision) -> (score, phi(x))``.
+
+    Each member's raw score, standardised by its median and IQR, weighted, averaged, then
+    :func:`~deepsad_core.ensemble.bounded`. The IsolationForest's decision comes in as an input;
+    :func:`with_forest` puts the forest's own nodes in front.
+    """
+
+    def __init__(self, model: DeepSADEnsemble) -> None:
+        super().__init__()
+        self.net = model.deepsad_.net_.cpu()
+        self.k = model.n_neighbors_
+        self.fusion = model.fusion_
+        self.register_buffer("center", torch.as_tensor(np.asarray(model.center_, dtype=np.float32)))
+        self.register_buffer("reference", torch.as_tensor(np.asarray(model.reference_, dtype=np.float64)))
+        total = sum(model.weights_.values())
+        self.members = [name for name in MEMBERS if name in model.weights_]
+        for name in self.members:
+            median, spread = model.scales_[name]
+            weight = model.weights_[name] / total
+            self.register_buffer(f"{name}_scale", torch.tensor([median, spread, weight], dtype=torch.float64))
+        if "supervised" in self.members:
+            lr = model.supervised_
+            self.register_buffer("coef", torch.as_tensor(lr.coef_[0], dtype=torch.float32))
+            self.register_buffer("intercept", torch.as_tensor(lr.intercept_, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor, iforest_decision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        latent = self.net(x)
+        flat = x.reshape(x.shape[0], -1)
+        raw = {
+            "deepsad": lambda: torch.log(((latent - self.center) ** 2).sum(dim=1) + 1e-12),
+            "iforest": lambda: -iforest_decision.reshape(-1),
+            "knn": lambda: knn_sq_distances(flat, self.reference, self.k),
+            "supervised": lambda: flat @ self.coef + self.intercept,
+        }
+        mean = torch.zeros_like(latent[:, 0], dtype=torch.float64)
+        for name in self.members:
+            median, spread, weight = getattr(self, f"{name}_scale")
+            mean = mean + weight * (raw[name]().double() - median) / spread
+        if "iforest" not in self.members:  # keep the input used, so the graph's signature is fixed
+            mean = mean + 0.0 * iforest_decision.reshape(-1)
+        return bounded(mean, self.fusion).float(), latent
+
+
+def with_forest(graph: onnx.ModelProto, model: DeepSADEnsemble) -> onnx.ModelProto:
+    """One graph: the IsolationForest's nodes feeding the fused graph's ``iforest_decision``."""
+    flatten = onnx.helper.make_node("Flatten", ["input"], ["iforest/input"], axis=1, name="iforest/flatten")
+    nodes, constants = forest_decision_nodes(model.iforest_, "iforest/input")
+    fused = graph.graph
+    for node in fused.node:
+        node.input[:] = [FOREST_OUTPUT if name == FOREST_INPUT else name for name in node.input]
+    merged = onnx.helper.make_graph(
+        [flatten, *nodes, *fused.node],
+        "deepsad_ensemble",
+        [i for i in fused.input if i.name != FOREST_INPUT],
+        list(fused.output),
+        initializer=[*constants, *fused.initializer],
+    )
+    opsets = {o.domain: o.version for o in graph.opset_import} | {"ai.onnx.ml": 3}
+    out = onnx.helper.make_model(merged, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
+    out.ir_version = graph.ir_version
+    onnx.checker.check_model(out)
+    return out
