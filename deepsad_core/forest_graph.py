@@ -8,8 +8,8 @@ each decision exact, since for a float32 ``x``, ``x <= t`` holds exactly when ``
 Each leaf holds its tree's path length (depth + the average path length of the samples left in
 it, minus 1, as ``IsolationForest._compute_score_samples``) divided by ``n_trees * c(max_samples)``,
 so the node's sum over trees is the exponent of the score: one node for the whole forest, where
-skl2onnx writes two per tree plus a chain of casts and label encoders (48k rows/s against several
-million here).
+skl2onnx writes two per tree plus casts and label encoders, some 3,000 nodes (on 2 cores 48k rows/s,
+against about 300k for the one node).
 """
 
 from __future__ import annotations
