@@ -57,6 +57,7 @@ DEFAULT_PRIOR_WEIGHTS = (("iforest", 1.0), ("knn", 0.15), ("deepsad", 0.15))
 SCORE_BOUND = 10.0  # the score lies in [e^-SCORE_BOUND, e^SCORE_BOUND]
 _Z_CLIP = 80.0  # the exp fusion of format 1: exp(80) still fits float32
 _LOG_EPS = 1e-12
+_RANKING_SAMPLE = 4096  # unlabeled rows that stand in for normals while fewer than two are labeled
 _KNN_BATCH_VALUES = 2**23  # distances held at once while scoring the kNN member (64 MB of float64)
 _CONFIG_FILE, _MEMBERS_FILE, _REFERENCE_FILE, _SCORES_FILE = (
     "ensemble.json",
@@ -403,12 +404,12 @@ class DeepSADEnsemble(BaseEstimator):
 
     def _ranking_targets(self, semi: np.ndarray) -> np.ndarray:
         """``semi``, or with fewer than two labeled normals: labeled anomalies against unlabeled samples as
-        normals (at most ``max_reference`` of them). Their AUC against the unlabeled rises with the true AUC."""
+        normals (at most 4,096 of them). Their AUC against the unlabeled rises with the true AUC."""
         if (semi == 1).sum() >= 2 or not (semi == -1).any():
             return semi
         unlabeled = np.flatnonzero(semi == 0)
-        if len(unlabeled) > self.max_reference:
-            unlabeled = np.random.default_rng(self.seed).choice(unlabeled, self.max_reference, replace=False)
+        if len(unlabeled) > _RANKING_SAMPLE:
+            unlabeled = np.random.default_rng(self.seed).choice(unlabeled, _RANKING_SAMPLE, replace=False)
         ranking = np.where(semi == -1, -1, 0)
         ranking[unlabeled] = 1
         return ranking
