@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 from deepsad_core.exceptions import (
     DataError,
     DeepSADError,
-    NotFittedError,
     TrainingCancelled,
     TrainingDivergedError,
     WeightTransferError,
@@ -20,6 +19,7 @@ from deepsad_core.exceptions import (
 if TYPE_CHECKING:
     from deepsad_core.detector import Detector, load_detector
     from deepsad_core.estimator import DeepSAD
+    from deepsad_core.exceptions import NotFittedError
     from deepsad_core.training import Progress
 
 __version__ = "0.1.0"
@@ -40,6 +40,7 @@ __all__ = [
 
 _LAZY = {
     "DeepSAD": "deepsad_core.estimator",
+    "NotFittedError": "deepsad_core.exceptions",
     "Detector": "deepsad_core.detector",
     "Progress": "deepsad_core.training",
     "load_detector": "deepsad_core.detector",

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import Any
 
 
 class DeepSADError(Exception):
     """Base class of every error raised on purpose by ``deepsad_core``."""
 
 
-class NotFittedError(DeepSADError, _SklearnNotFittedError):
-    """A method that needs a fitted model was called before ``fit`` (or ``load``); also a ``ValueError``."""
+def __getattr__(name: str) -> Any:
+    # NotFittedError is also scikit-learn's, and importing scikit-learn takes most of a second: made on
+    # first use, so that the light users of the package (`deepsad score`, the bundle reader) start fast
+    if name != "NotFittedError":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(DeepSADError, SklearnNotFittedError):
+        """A method that needs a fitted model was called before ``fit`` (or ``load``); also a ``ValueError``."""
+
+    NotFittedError.__qualname__ = "NotFittedError"  # pickled by name, like the classes above
+    globals()["NotFittedError"] = NotFittedError  # one class, whoever asks
+    return NotFittedError
 
 
 class TrainingCancelled(DeepSADError):

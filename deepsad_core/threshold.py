@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_recall_curve
 
 __all__ = ["ThresholdChoice", "choose_threshold", "flag", "tradeoff_curve"]
 
@@ -71,6 +70,8 @@ def choose_threshold(
             return ThresholdChoice(
                 value, "target_fpr", f"flags at most {target_fpr:.0%} of {len(normals)} labeled normals"
             )
+        from sklearn.metrics import precision_recall_curve  # here: a bundle's reader needs only flag()
+
         precision, recall, thresholds = precision_recall_curve(y, s)
         f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
         best = int(np.argmax(f1))
