@@ -111,10 +111,11 @@ def test_save_and_load_give_the_same_detector(blobs, tmp_path):
     assert clone(loaded).get_params()["n_neighbors"] == model.n_neighbors
 
 
-def test_a_model_saved_on_the_exp_scale_keeps_it_until_it_fits_again(blobs, tmp_path):
+def test_a_model_saved_on_the_exp_scale_keeps_it_until_it_fits_again(tmp_path):
     import json
 
-    X, _ = blobs
+    ds = load_dataset("sample_data/breast_cancer.csv")
+    X = ds.X
     model = small().fit(X)
     folder = model.save(tmp_path / "model")
     # a format-1 folder: its stored scores and threshold are exp of the weighted mean
@@ -129,6 +130,11 @@ def test_a_model_saved_on_the_exp_scale_keeps_it_until_it_fits_again(blobs, tmp_
     np.testing.assert_allclose(old.decision_function(X), np.exp(live_mean), rtol=1e-5)  # scores as it always did
     assert old.predict(X).sum() == model.predict(X).sum()  # the same rows flagged on either scale
     assert json.loads((old.save(tmp_path / "again") / "ensemble.json").read_text())["format_version"] == 1
+    # its bundle scores on its own scale, with parity, and says so
+    export_bundle(old, ds.preprocessor, tmp_path / "old-bundle", X_sample=X)
+    detector = load_detector(tmp_path / "old-bundle")
+    assert detector.info()["detector"]["score"]["formula"].startswith("exp(clip(m")
+    np.testing.assert_allclose(detector.score_features(X), np.exp(live_mean), rtol=1e-4)
     old.fit(X, warm_start=True, epochs=1)
     assert old.fusion_ == "bounded" and old.decision_scores_.max() <= np.exp(10)
 
