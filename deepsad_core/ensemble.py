@@ -15,8 +15,8 @@ Each member's score is standardised by the median and interquartile range of its
 training data (``z``). Without enough labels the fused score is the ``prior_weights`` mean of the
 ``z``; with them, each member weighs ``(2 (AUC - 0.5))^weight_power``, its ROC-AUC over the labeled
 samples (out of fold for the supervised member; for Deep SAD, which trains on the labels, from
-its scores before each label was given), so members that the labels contradict drop out.
-The score is ``exp(10 tanh(m / 10))`` of that weighted mean ``m``: positive, bounded in
+its scores before each label was given), so members that the labels contradict drop out
+(:mod:`deepsad_core.fusion`). The score is ``exp(10 tanh(m / 10))`` of that weighted mean ``m``: positive, bounded in
 [e^-10, e^10], and increasing in ``m``; near the usual thresholds (|m| < 3) its log is ``m`` within
 3 %. Truth never enters; only the expert's labels do. ``docs/design.md`` gives the measurements
 behind the defaults.
@@ -44,6 +44,7 @@ from deepsad_core.atomic import atomic_folder
 from deepsad_core.estimator import DeepSAD, _baseline, _is_int, _is_num, check_params
 from deepsad_core.exceptions import NotFittedError
 from deepsad_core.explain import attributions
+from deepsad_core.fusion import fuse, label_weights, labeled_auc, robust_scale
 from deepsad_core.labels import training_rows
 from deepsad_core.threshold import flag
 from deepsad_core.training import ProgressCallback
@@ -54,8 +55,6 @@ ENSEMBLE_FORMAT = "deepsad-ensemble"
 ENSEMBLE_FORMAT_VERSION = 2  # 1: the exp fusion (read, and kept for those models)
 MEMBERS = ("iforest", "knn", "deepsad", "supervised")
 DEFAULT_PRIOR_WEIGHTS = (("iforest", 1.0), ("knn", 0.15), ("deepsad", 0.15))
-SCORE_BOUND = 10.0  # the score lies in [e^-SCORE_BOUND, e^SCORE_BOUND]
-_Z_CLIP = 80.0  # the exp fusion of format 1: exp(80) still fits float32
 _LOG_EPS = 1e-12
 _RANKING_SAMPLE = 4096  # unlabeled rows that stand in for normals while fewer than two are labeled
 _KNN_BATCH_VALUES = 2**23  # distances held at once while scoring the kNN member (64 MB of float64)
@@ -81,49 +80,6 @@ _PARAM_RULES = {
     "contamination": (lambda v: _is_num(v) and 0 < v < 0.5, "a number in (0, 0.5)"),
     "seed": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
 }
-
-
-def robust_scale(scores: np.ndarray) -> tuple[float, float]:
-    """Median and interquartile range of a member's training scores: its ``z`` is (s - median) / iqr.
-
-    The range is floored at a tenth of the mean absolute deviation from the median: where over half
-    the rows score alike (repeated rows in a table of few distinct values give kNN distances of 0)
-    the IQR is 0, and dividing by any tiny floor would blow round-off up into whole units of ``z``.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    q25, median, q75 = np.quantile(scores, [0.25, 0.5, 0.75])
-    deviation = float(np.mean(np.abs(scores - median)))
-    spread = max(float(q75 - q25), 0.1 * deviation, 1e-6 * max(abs(float(median)), 1.0), 1e-12)
-    return float(median), spread
-
-
-def labeled_auc(scores: np.ndarray, semi_targets: np.ndarray) -> float | None:
-    """ROC-AUC of ``scores`` over the labeled samples (anomaly = positive); None without both kinds."""
-    labeled = semi_targets != 0
-    anomalous = semi_targets[labeled] == -1
-    if anomalous.all() or not anomalous.any():
-        return None
-    return float(roc_auc_score(anomalous, scores[labeled]))
-
-
-def label_weights(aucs: dict[str, float | None], power: float) -> dict[str, float]:
-    """``(2 (AUC - 0.5))^power`` per member with an AUC; 0 for members the labels rank no better than chance."""
-    return {name: (2 * max(auc - 0.5, 0.0)) ** power for name, auc in aucs.items() if auc is not None}
-
-
-def bounded(mean: np.ndarray | torch.Tensor, fusion: str = "bounded") -> np.ndarray | torch.Tensor:
-    """The score of a weighted mean ``m`` of ``z``: ``exp(B tanh(m / B))``, B = :data:`SCORE_BOUND`
-    (``fusion="exp"``: ``exp(m)`` clipped at +-80, how format-1 models scored)."""
-    lib = torch if isinstance(mean, torch.Tensor) else np
-    if fusion == "exp":
-        return lib.exp(lib.clip(mean, -_Z_CLIP, _Z_CLIP))
-    return lib.exp(SCORE_BOUND * lib.tanh(mean / SCORE_BOUND))
-
-
-def fuse(z: dict[str, np.ndarray], weights: dict[str, float], fusion: str = "bounded") -> np.ndarray:
-    """The fused score: :func:`bounded` of ``sum w z / sum w`` over the members that have a weight."""
-    total = sum(weights.values())
-    return bounded(sum(w * z[name] for name, w in weights.items()) / total, fusion)
 
 
 def knn_sq_distances(X: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
@@ -185,8 +141,8 @@ class DeepSADEnsemble(BaseEstimator):
     weights_ : dict of str to float
         The fusion weights in use.
     fusion_ : {"bounded", "exp"}
-        How the weighted mean becomes the score (:func:`bounded`): ``"exp"`` only for models saved in
-        format 1, so that their stored scores and thresholds keep their meaning.
+        How the weighted mean becomes the score (:func:`~deepsad_core.fusion.bounded`): ``"exp"`` only
+        for models saved in format 1, so that their stored scores and thresholds keep their meaning.
     label_auc_ : dict of str to float or None
         Each member's ROC-AUC over the labeled samples: supervised out of fold, Deep SAD from its
         scores before each label was given.

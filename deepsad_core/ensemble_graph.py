@@ -13,8 +13,9 @@ import onnx
 import torch
 from torch import nn
 
-from deepsad_core.ensemble import MEMBERS, DeepSADEnsemble, bounded, knn_sq_distances
+from deepsad_core.ensemble import MEMBERS, DeepSADEnsemble, knn_sq_distances
 from deepsad_core.forest_graph import FOREST_OUTPUT, forest_decision_nodes
+from deepsad_core.fusion import bounded
 
 __all__ = ["FOREST_INPUT", "EnsembleScoringNetwork", "with_forest"]
 
@@ -25,7 +26,7 @@ class EnsembleScoringNetwork(nn.Module):
     """The ensemble's fused score as one graph: ``(x, IsolationForest decision) -> (score, phi(x))``.
 
     Each member's raw score, standardised by its median and IQR, weighted, averaged, then
-    :func:`~deepsad_core.ensemble.bounded`. The IsolationForest's decision comes in as an input;
+    :func:`~deepsad_core.fusion.bounded`. The IsolationForest's decision comes in as an input;
     :func:`with_forest` puts the forest's own nodes in front.
     """
 

@@ -54,10 +54,11 @@ from deepsad_core.bundle_format import (
     sign,
 )
 from deepsad_core.data.preprocess import ImagePreprocessor, TabularPreprocessor
-from deepsad_core.ensemble import SCORE_BOUND, DeepSADEnsemble
+from deepsad_core.ensemble import DeepSADEnsemble
 from deepsad_core.ensemble_graph import FOREST_INPUT, EnsembleScoringNetwork, with_forest
 from deepsad_core.estimator import DeepSAD
 from deepsad_core.exceptions import DeepSADError, OutputExistsError
+from deepsad_core.fusion import SCORE_BOUND
 
 __all__ = ["BUNDLE_FORMAT", "PARITY_RTOL", "BundleFormat", "ExportError", "check_output", "export_bundle", "is_bundle"]
 

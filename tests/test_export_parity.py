@@ -79,6 +79,6 @@ def test_the_default_detector_exports_with_parity_and_scores_as_the_api(table, t
 
 
 def model_bounds() -> tuple[float, float]:
-    from deepsad_core.ensemble import SCORE_BOUND
+    from deepsad_core.fusion import SCORE_BOUND
 
     return float(np.exp(-SCORE_BOUND)) * (1 - 1e-6), float(np.exp(SCORE_BOUND)) * (1 + 1e-6)
