@@ -76,8 +76,6 @@ def forest_decision_nodes(
         nodes_values=values,
         nodes_truenodeids=trues,
         nodes_falsenodeids=falses,
-        nodes_missing_value_tracks_true=[0] * len(ids),
-        nodes_hitrates=[1.0] * len(ids),
         target_treeids=leaf_tree,
         target_nodeids=leaf_node,
         target_ids=[0] * len(leaf_tree),
