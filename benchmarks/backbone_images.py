@@ -39,8 +39,8 @@ def features_of(path: str, cache: Path) -> tuple[Path, float]:
     images/s measured when they were computed."""
     import torch
 
-    from deepsad_core.backbone import extract_features, load_backbone
     from deepsad_core.data import load_dataset
+    from deepsad_core.model.backbone import extract_features, load_backbone
 
     extractor = load_backbone()
     file = cache / f"{Path(path).stem}-{extractor.key()}.npy"
@@ -71,8 +71,8 @@ def run_one(data: str, path: str, features_file: str, normal: int, seed: int, bu
     import torch
 
     torch.set_num_threads(1)  # one process per core
-    from deepsad_core.rounds import RoundConfig
-    from deepsad_core.simulate import SimulationSetup, load_simulation_data, simulate, simulation_split
+    from deepsad_core.loop.settings import RoundConfig
+    from deepsad_core.loop.simulate import SimulationSetup, load_simulation_data, simulate, simulation_split
 
     setup = load_simulation_data(path, seed, normal_class=normal, pollution=0.1)
     features = np.load(features_file, mmap_mode="r")

@@ -91,8 +91,8 @@ def _default_loop(
     name: str, path: str, seed: int, budget: int, batch_size: int, mix: dict | None, label_noise: float
 ) -> pd.DataFrame:
     torch.set_num_threads(1)  # one process per core
-    from deepsad_core.rounds import RoundConfig
-    from deepsad_core.simulate import load_simulation_data, simulate
+    from deepsad_core.loop.settings import RoundConfig
+    from deepsad_core.loop.simulate import load_simulation_data, simulate
 
     setup = load_simulation_data(path, seed)
     config = RoundConfig() if mix is None else RoundConfig(mix=mix)

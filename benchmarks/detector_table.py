@@ -40,8 +40,8 @@ def run_one(name: str, path: str, seed: int, budget: int, batch_size: int) -> pd
     torch.set_num_threads(1)  # one process per core
     from sklearn.metrics import roc_auc_score
 
-    from deepsad_core.rounds import RoundConfig
-    from deepsad_core.simulate import load_simulation_data, simulate
+    from deepsad_core.loop.settings import RoundConfig
+    from deepsad_core.loop.simulate import load_simulation_data, simulate
 
     images = name == "mnist0"
     setup = load_simulation_data(path, seed, normal_class=0 if images else None, pollution=0.1)

@@ -3,7 +3,7 @@
 For each ODDS table and seed the simulated expert labels what the default queue asks (10 a round,
 up to ``--budget``). Every round from ``--from-labels`` labels on records the estimated anomaly share
 of the pool, and the estimated recall at the round's threshold, with their 90 % intervals
-(:mod:`deepsad_core.estimates`), beside the truth. The report gives how often the interval holds the
+(:mod:`deepsad_core.loop.estimates`), beside the truth. The report gives how often the interval holds the
 truth, and the error of the estimated recall.
 
     python -m benchmarks.estimates --odds-dir ../shared/data/odds
@@ -23,7 +23,7 @@ from benchmarks.detector_table import ODDS
 
 def mix_with_random_share(share: float | None) -> dict[str, float]:
     """The default queue mix, or with its random part set to ``share`` and the other parts scaled."""
-    from deepsad_core.query import DEFAULT_MIX
+    from deepsad_core.loop.query import DEFAULT_MIX
 
     if share is None:
         return dict(DEFAULT_MIX)

@@ -2,7 +2,7 @@
 
 For each ODDS table and seed the simulated expert answers what the default queue asks (10 a round,
 up to ``--budget``) and gives the wrong answer with probability ``--label-noise``. After each round
-the audit (:func:`deepsad_core.audit.audit_labels`) ranks the labels; the report gives, at the
+the audit (:func:`deepsad_core.loop.audit.audit_labels`) ranks the labels; the report gives, at the
 budget, the share of the audit's five most doubted labels that are wrong, beside the share of wrong
 labels overall (what five labels drawn at random would hold). It also gives how often the stopping
 hint fired, and the test AUC the later rounds still added after it first did.

@@ -22,9 +22,9 @@ from sklearn.metrics import roc_auc_score
 from benchmarks.baselines import IsolationForestBaseline, OneClassSVMBaseline
 from benchmarks.common import command_line, int_list, load_npz, stopwatch, write_report
 from deepsad_core import DeepSAD
-from deepsad_core.ensemble import DeepSADEnsemble
-from deepsad_core.protocols import semisupervised_training_set
-from deepsad_core.rounds import RoundConfig
+from deepsad_core.data.protocols import semisupervised_training_set
+from deepsad_core.detectors.ensemble import DeepSADEnsemble
+from deepsad_core.loop.settings import RoundConfig
 
 
 def run_one(data, normal: int, seed: int, args: argparse.Namespace) -> list[dict]:

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from benchmarks.baselines import IsolationForestBaseline, OneClassSVMBaseline
 from benchmarks.common import command_line, int_list, load_npz, stopwatch, write_report
 from deepsad_core import DeepSAD
-from deepsad_core.protocols import TrainingSet, scale_like_paper, semisupervised_training_set, split_train_test
+from deepsad_core.data.protocols import TrainingSet, scale_like_paper, semisupervised_training_set, split_train_test
 
 
 def paper_split(

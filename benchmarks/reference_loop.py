@@ -31,8 +31,8 @@ from benchmarks.common import command_line, stopwatch, write_report
 from benchmarks.paper_odds import odds_arguments, odds_datasets, paper_split
 from benchmarks.speed import BATCH, PerSampleTable, reference_subset
 from deepsad_core import DeepSAD
-from deepsad_core.networks import resolve_network, transfer_encoder_weights
-from deepsad_core.training import CENTER_EPS, LOSS_EPS
+from deepsad_core.model.networks import resolve_network, transfer_encoder_weights
+from deepsad_core.model.training import CENTER_EPS, LOSS_EPS
 
 
 def _epochs(

@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms.functional import to_tensor
 
 from benchmarks.common import command_line, load_npz, write_report
-from deepsad_core.networks import resolve_network
-from deepsad_core.training import LOSS_EPS, batched_forward, train_deepsad
+from deepsad_core.model.networks import resolve_network
+from deepsad_core.model.training import LOSS_EPS, Schedule, batched_forward, train_deepsad
 
 BATCH = 128
 
@@ -90,8 +90,8 @@ def naive_score(net, dataset) -> float:
 def engine_train(net, X: torch.Tensor, semi: torch.Tensor, center, epochs: int) -> float:
     start = time.perf_counter()
     train_deepsad(
-        net, X, semi, center, eta=1.0, epochs=epochs, lr=1e-4, weight_decay=0.5e-6, milestones=(),
-        batch_size=BATCH, generator=torch.Generator().manual_seed(0),
+        net, X, semi, center, Schedule(epochs, 1e-4, 0.5e-6, (), BATCH), eta=1.0,
+        generator=torch.Generator().manual_seed(0),
     )  # fmt: skip
     return (len(X) // BATCH) * BATCH * epochs / (time.perf_counter() - start)
 

@@ -17,18 +17,18 @@ from deepsad_core.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from deepsad_core.detector import Detector, load_detector
-    from deepsad_core.estimator import DeepSAD
+    from deepsad_core.bundle.read import BundleDetector, load_detector
+    from deepsad_core.detectors.deepsad import DeepSAD
     from deepsad_core.exceptions import NotFittedError
-    from deepsad_core.training import Progress
+    from deepsad_core.model.training import Progress
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BundleDetector",
     "DataError",
     "DeepSAD",
     "DeepSADError",
-    "Detector",
     "NotFittedError",
     "Progress",
     "TrainingCancelled",
@@ -39,11 +39,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "DeepSAD": "deepsad_core.estimator",
+    "DeepSAD": "deepsad_core.detectors.deepsad",
     "NotFittedError": "deepsad_core.exceptions",
-    "Detector": "deepsad_core.detector",
-    "Progress": "deepsad_core.training",
-    "load_detector": "deepsad_core.detector",
+    "BundleDetector": "deepsad_core.bundle.read",
+    "Progress": "deepsad_core.model.training",
+    "load_detector": "deepsad_core.bundle.read",
 }
 
 

@@ -50,3 +50,19 @@ class OutputExistsError(DeepSADError, FileExistsError):
 
 class RoundBusyError(DeepSADError, RuntimeError):
     """A round of this project is already running in another process."""
+
+
+class BackboneError(DeepSADError, RuntimeError):
+    """A backbone or its weights cannot be had, or the weights do not fit the network."""
+
+
+class BundleError(DeepSADError, ValueError):
+    """A bundle that is not one, was changed after export, or comes from an incompatible version."""
+
+
+class ExportError(DeepSADError, RuntimeError):
+    """The exported network does not reproduce the live model's scores, or could not be written."""
+
+
+class MapProcessError(DeepSADError, RuntimeError):
+    """The map process died during a job (killed, out of memory); the next job starts a new one."""

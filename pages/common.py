@@ -18,9 +18,7 @@ import streamlit as st
 from PIL import Image
 from streamlit.runtime.pages_manager import PagesManager
 
-from deepsad_core.exceptions import DeepSADError
-from deepsad_core.studio import Project, start_map_process
-from deepsad_core.studio.worker import RoundWorker
+from deepsad_core.studio import DeepSADError, Project, RoundWorker, start_map_process
 
 SAMPLE_DIR = Path(__file__).parents[1] / "sample_data"
 SAMPLES = {

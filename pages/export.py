@@ -8,8 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from deepsad_core.exceptions import DeepSADError
-from deepsad_core.studio import Project, load_detector, tradeoff_curve
+from deepsad_core.studio import DeepSADError, Project, load_detector, tradeoff_curve
 from pages.common import project_page, with_interval, without_paths
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from deepsad_core.studio import Project
-from deepsad_core.studio.worker import RoundWorker
+from deepsad_core.studio import Project, RoundWorker
 from pages.common import (
     drivers_text,
     heat_overlay,
@@ -25,7 +24,7 @@ from pages.common import (
 CARD_WIDTH = {"image": 270, "tabular": 290}  # pixels: the decision control needs about 240
 # Cards on screen per section (all with "Show every item"): each card is three elements the server
 # sends and the browser redraws on every click, so fewer cards keep the next item quick. Twelve in
-# all, the larger sections of the default queue mix (deepsad_core.query.DEFAULT_MIX) showing four.
+# all, the larger sections of the default queue mix (deepsad_core.loop.query.DEFAULT_MIX) showing four.
 SHOWN_PER_SECTION = {"most_anomalous": 4, "most_uncertain": 2, "diverse": 4, "random": 2}
 
 SECTIONS = {

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from deepsad_core.data import SUPPORTED_SUFFIXES
-from deepsad_core.exceptions import DeepSADError, ProjectNameError
-from deepsad_core.query import DEFAULT_MIX
-from deepsad_core.studio import DETECTORS, NETWORKS, Project
+from deepsad_core.studio import (
+    DEFAULT_MIX,
+    DETECTORS,
+    NETWORKS,
+    SUPPORTED_SUFFIXES,
+    DeepSADError,
+    Project,
+    ProjectNameError,
+)
 from pages.common import (
     SAMPLES,
     init_state,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+# UMAP's numba code compiled once and kept, as the app keeps it (deepsad_core.studio.maps): a re-run of
+# the suite does not compile it again
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "deepsad-studio" / "numba"))
 
 # two test workers would fight over the 2 cores; one torch thread per process keeps timings sane
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))

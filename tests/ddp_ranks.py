@@ -1,4 +1,4 @@
-"""One rank of the DDP tests (tests/test_ddp.py), started by torchrun: what this rank computed, saved.
+"""One rank of the DDP tests (tests/test_model_ddp.py), started by torchrun: what this rank computed, saved.
 
 python -m torch.distributed.run --standalone --nproc-per-node 2 tests/ddp_ranks.py OUT_FOLDER
 """
@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepsad_core import DeepSAD, ddp
-from deepsad_core.networks import resolve_network
-from deepsad_core.training import init_center
+from deepsad_core import DeepSAD
+from deepsad_core.model import ddp
+from deepsad_core.model.networks import resolve_network
+from deepsad_core.model.training import init_center
 
 
 def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]  # a real browser against a served app
 
 
 def _free_port() -> int:
@@ -380,14 +380,13 @@ def test_photos_go_through_the_pretrained_backbone_and_queue_within_a_minute(pag
     assert first_queue <= 60, f"the first queue on 1,000 photos took {first_queue:.0f} s"
 
 
-@pytest.mark.slow
 def test_a_million_row_project_labels_as_quickly_and_maps_a_sample(page, app_url, server_workspace):
     """A label click does not wait longer on 1,000,000 rows, and the map draws a sample of them.
     Round 0 trains a few epochs only: the click's cost does not depend on them (benchmarks/scale.py
     times the app's default rounds at this size)."""
     import pandas as pd
 
-    from deepsad_core.rounds import RoundConfig
+    from deepsad_core.loop.settings import RoundConfig
     from deepsad_core.studio import Project
     from deepsad_core.studio.worker import RoundWorker
 

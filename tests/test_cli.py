@@ -1,26 +1,45 @@
-"""`deepsad` commands end to end, each in its own process."""
+"""`deepsad` commands end to end: arguments in; exit status, output and files out.
 
+They run in this process (a fresh Python importing torch costs seconds a command); the first test runs
+``python -m deepsad_core`` itself, and the import-time check its own process.
+"""
+
+import io
 import json
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from deepsad_core.rounds import RoundConfig
+from deepsad_core.cli import main
+from deepsad_core.loop.settings import RoundConfig
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 
 ROOT_CSV = "sample_data/breast_cancer.csv"
 
 
-def deepsad(*args, ok=True):
-    result = subprocess.run([sys.executable, "-m", "deepsad_core", *map(str, args)], capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+def deepsad(*args, ok=True) -> subprocess.CompletedProcess:
+    """``deepsad ARGS`` as a user runs it: its exit status, what it printed and what it wrote to stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors and --help
+            code = e.code if isinstance(e.code, int) else 1
+    result = subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
     if ok:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def test_the_command_runs_as_a_program_and_lists_its_commands():
+    result = subprocess.run([sys.executable, "-m", "deepsad_core", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert all(command in result.stdout for command in ("train", "score", "export", "info", "simulate"))
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +154,7 @@ def test_train_on_a_zip_of_photos_and_score_a_zip_and_a_folder(tmp_path):
 
 def test_train_offers_the_detectors_a_round_knows():
     from deepsad_core import cli
-    from deepsad_core.rounds import DETECTORS
+    from deepsad_core.loop.settings import DETECTORS
 
     assert (DETECTORS, RoundConfig.detector) == (cli.DETECTORS, cli.DEFAULT_DETECTOR)
 
@@ -144,7 +163,7 @@ def test_scoring_with_a_bundle_loads_neither_torch_nor_scikit_learn():
     # `deepsad score` starts two seconds sooner without them; a bundle needs only onnxruntime
     code = (
         "import sys; from deepsad_core.cli import build_parser; build_parser('score'); "
-        "import deepsad_core.detector, deepsad_core.scoring; "
+        "import deepsad_core.bundle.read, deepsad_core.bundle.scoring; "
         "print(sorted(m for m in ('torch', 'sklearn', 'onnx') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

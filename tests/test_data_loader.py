@@ -278,6 +278,7 @@ def test_a_zip_of_png_bombs_is_refused_at_once_from_the_headers(tmp_path):
     assert peak_gb < 1.5 and seconds < 10, (peak_gb, seconds)
 
 
+@pytest.mark.slow  # decodes 2.4 GB of pixels, to show the memory stays under 1.5 GB
 def test_large_images_are_decoded_one_at_a_time(tmp_path):
     # twelve 8192 x 8192 PNGs, let past the bomb check: 200 MB each once decoded, 2.4 GB together
     bomb = _png((8192, 8192))

@@ -6,7 +6,7 @@ import numpy as np
 from apptest import metrics, open_page
 from scipy.stats import spearmanr
 
-from deepsad_core.ensemble import load_model
+from deepsad_core.detectors.contract import load_model
 from deepsad_core.studio import load_detector
 
 

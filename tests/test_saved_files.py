@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepsad_core.detector import load_detector
-from deepsad_core.ensemble import load_model
+from deepsad_core.bundle.read import load_detector
+from deepsad_core.detectors.contract import load_model
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 

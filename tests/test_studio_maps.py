@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,25 +64,41 @@ def _gone(pid: int, seconds: float) -> bool:
     return False
 
 
+def _wait_for(path: Path, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert time.time() < deadline, f"the map process never started its job ({path.name} not written)"
+        time.sleep(0.05)
+
+
+def _long_job(marker: Path) -> str:
+    """A job that says it has started (the marker file), then keeps the map process busy, as a map does
+    (in Python: a shell would hold the server's pipes open after the map process is gone)."""
+    job = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(120)"
+    return f"default_service().submit(exec, {job!r})"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's prctl")
-def test_the_map_process_dies_with_a_killed_server():
+def test_the_map_process_dies_with_a_killed_server(tmp_path):
+    started = tmp_path / "started"
     script = (
         "import os, time; from deepsad_core.studio.maps import default_service; "
-        "print(default_service().run(os.getpid), flush=True); default_service().run(time.sleep, 120)"
+        f"print(default_service().run(os.getpid), flush=True); {_long_job(started)}; time.sleep(120)"
     )
     server = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     child = int(server.stdout.readline())
-    time.sleep(1)  # the child is now busy with a long job, as with a map
+    _wait_for(started, 30)  # the child is busy with the long job
     server.send_signal(signal.SIGKILL)  # no exit hooks run
     server.wait()
     assert _gone(child, 20), "the map process outlived the killed server"
 
 
-def test_an_exiting_server_does_not_wait_for_a_map():
+def test_an_exiting_server_does_not_wait_for_a_map(tmp_path):
+    started = tmp_path / "started"
     script = (
-        "import os, time; from deepsad_core.studio.maps import default_service; "
-        "print(default_service().run(os.getpid), flush=True); default_service().submit(time.sleep, 120); "
-        "time.sleep(0.5)"
+        "import os, pathlib, time; from deepsad_core.studio.maps import default_service; "
+        f"print(default_service().run(os.getpid), flush=True); {_long_job(started)}; "
+        f"[time.sleep(0.05) for _ in range(600) if not pathlib.Path({str(started)!r}).exists()]"
     )
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)

@@ -176,16 +176,16 @@ QUICK = {"first_ae_epochs": 1, "first_epochs": 2, "epochs_per_round": 1, "batch_
 
 
 def test_a_photo_project_trains_on_backbone_features_kept_per_backbone(tmp_path, photo_npz, monkeypatch):
-    from deepsad_core import backbone as bb
     from deepsad_core import load_detector
-    from deepsad_core.studio import project as project_module
+    from deepsad_core.model import backbone as bb
+    from deepsad_core.studio import exports as project_module
     from deepsad_core.studio.worker import RoundWorker
 
     # another backbone, with random weights (no download here): switching to it must not reuse features
     def offline(name, weights=None, pretrained=True):
         return bb.load_backbone(name, weights, pretrained=name == bb.DEFAULT_BACKBONE)
 
-    from deepsad_core import rounds
+    from deepsad_core.loop import round as rounds
 
     monkeypatch.setattr(project_module, "load_backbone", offline)  # export
     monkeypatch.setattr(rounds, "load_backbone", offline)  # features
@@ -207,7 +207,7 @@ def test_a_photo_project_trains_on_backbone_features_kept_per_backbone(tmp_path,
     detector = load_detector(bundle)
     assert detector.info()["backbone"]["name"] == "efficientnet-lite0" and detector.input_shape_ == (3, 32, 32)
     assert detector.info()["parity"]["passed"]
-    from deepsad_core.ensemble import load_model
+    from deepsad_core.detectors.contract import load_model
 
     live = load_model(first.path / "model").decision_function(features)
     pixels = np.load(photo_npz)["X"]

@@ -4,10 +4,12 @@ import time
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 import deepsad_core.studio.worker as worker_module
-from deepsad_core.ensemble import DeepSADEnsemble, load_model
-from deepsad_core.rounds import RoundConfig
+from deepsad_core.detectors.contract import load_model
+from deepsad_core.detectors.ensemble import DeepSADEnsemble
+from deepsad_core.loop.settings import RoundConfig
 from deepsad_core.studio import Project
 from deepsad_core.studio.worker import RoundWorker
 
@@ -71,8 +73,10 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     assert all(q["inclusion"] == 1.0 for q in first.queue if q["strategy"] != "random")
     assert all(0 < q["inclusion"] < 1 for q in random_picks)
     assert np.load(second.path / "label_free.npy").shape == (330,)
-    hint = project.stop_hint()
-    assert hint is not None and -1 <= hint.rank_correlation <= 1 and hint.predicted is not None
+    hint = project.stop_hint()  # against round 0: how the ranks moved, how many answers it had foreseen
+    assert hint.rank_correlation == pytest.approx(spearmanr(first.scores, second.scores).statistic)
+    foreseen = first.scores[picked[:6]] > first.threshold["value"]
+    assert hint.predicted == pytest.approx(np.mean(foreseen == np.array([True] * 3 + [False] * 3)))
     assert {d.index for d in project.audit(k=6)} == set(picked[:6])
     # the queue carries what drives each row's score, as the saved model explains it
     item = second.queue[0]
@@ -82,7 +86,7 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
 
 
 def test_rounds_on_more_data_than_the_caps_train_on_a_sample_and_map_a_sample(project, monkeypatch):
-    import deepsad_core.projection as projection
+    import deepsad_core.loop.projection as projection
 
     monkeypatch.setattr(projection, "MAX_MAP_POINTS", 100)
     capped = RoundConfig(**{**FAST.to_dict(), "max_train_samples": 120})
@@ -129,7 +133,7 @@ def test_a_failed_round_is_recorded_and_the_previous_stays_current(project, monk
     def diverge(*args, **kwargs):
         raise FloatingPointError("loss became nan")
 
-    monkeypatch.setattr(worker_module, "fit_round", diverge)
+    monkeypatch.setattr(worker_module, "run_round", diverge)
     status = worker.run(FAST)
     assert status.state == "failed" and "loss became nan" in status.message
     rounds = project.rounds()

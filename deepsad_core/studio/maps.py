@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from deepsad_core.projection import LatentMap, MapConfig, umap_map, warm_up
+from deepsad_core.exceptions import MapProcessError
+from deepsad_core.loop.projection import LatentMap, MapConfig, umap_map, warm_up
 
 __all__ = [
     "MAP_PROCESS_NICENESS",
@@ -39,10 +40,6 @@ MAP_PROCESS_NICENESS = 19  # the lowest priority: the app and the browser come f
 MAP_TIMEOUT_S = 600.0  # a map job past this is stopped: far beyond a 10,000-point map's seconds
 NUMBA_CACHE = Path.home() / ".cache" / "deepsad-studio" / "numba"  # compiled UMAP code kept between runs
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-class MapProcessError(RuntimeError):
-    """The map process died during a job (killed, out of memory); the next job starts a new one."""
 
 
 def _serve(jobs) -> None:
@@ -108,7 +105,7 @@ class MapService:
     def umap_map(
         self, latents: np.ndarray, previous: np.ndarray | None = None, config: MapConfig | None = None
     ) -> LatentMap:
-        """:func:`deepsad_core.projection.umap_map`, drawn in the child."""
+        """:func:`deepsad_core.loop.projection.umap_map`, drawn in the child."""
         return self.run(umap_map, latents, previous, config)
 
     def stop(self) -> None:

@@ -21,7 +21,6 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,24 +28,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepsad_core.atomic import atomic_folder
-from deepsad_core.audit import Doubt, StopHint, audit_labels
-from deepsad_core.backbone import FeatureExtractor, extract_features, feature_cache, load_backbone
+from deepsad_core.base.atomic import atomic_folder
+from deepsad_core.base.labels import semi_targets
 from deepsad_core.data import (
     Dataset,
     ImagePreprocessor,
     TabularPreprocessor,
     load_dataset,
     preprocessor_from_dict,
-    read_any_table,
 )
-from deepsad_core.estimates import PoolEstimates, RoundSample, estimate_pool, suggest_threshold
 from deepsad_core.exceptions import DataError, ProjectNameError, RoundBusyError
-from deepsad_core.explain import attributions, top_features
-from deepsad_core.labels import semi_targets
-from deepsad_core.rounds import RoundConfig, model_input
+from deepsad_core.loop.estimates import RoundSample
+from deepsad_core.loop.round import model_input
+from deepsad_core.loop.settings import RoundConfig
+from deepsad_core.model.backbone import FeatureExtractor
+from deepsad_core.studio.exports import ProjectExports
+from deepsad_core.studio.insights import ProjectInsights
+from deepsad_core.studio.layout import migrate
+from deepsad_core.studio.round_view import RoundView
 from deepsad_core.studio.store import ProjectStore, now
-from deepsad_core.threshold import flag
 
 __all__ = ["Project", "RoundView", "slugify"]
 
@@ -62,107 +62,7 @@ def slugify(name: str) -> str:
     return slug[:80]
 
 
-@dataclass
-class RoundView:
-    """What a finished round left on disk, read lazily.
-
-    Parameters
-    ----------
-    number : int
-        The round's number, from 0.
-    path : Path
-        Its folder in the project.
-    row : dict
-        Its row in the project's database; read it through the properties.
-    """
-
-    number: int
-    path: Path
-    row: dict[str, Any]
-
-    @property
-    def status(self) -> str:
-        """``"done"``, ``"failed"`` or ``"cancelled"``."""
-        return self.row["status"]
-
-    @property
-    def config(self) -> RoundConfig:
-        """The settings the round ran with."""
-        return RoundConfig.from_dict(self.row["config"] or {})
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        """Label counts, round time, and with truth AUC, AP and anomalies found (empty if it failed)."""
-        return self.row["metrics"] or {}
-
-    @property
-    def n_labels(self) -> int:
-        """How many labels the round trained with."""
-        return self.row["n_labels"]
-
-    @property
-    def seconds(self) -> float:
-        """The round's wall time."""
-        return self.row["seconds"]
-
-    @property
-    def finished_at(self) -> str:
-        """When it ended (ISO 8601, UTC)."""
-        return self.row["finished_at"]
-
-    @property
-    def error(self) -> str | None:
-        """Why a failed or cancelled round stopped."""
-        return self.row["error"]
-
-    @cached_property
-    def scores(self) -> np.ndarray:
-        return np.load(self.path / "scores.npy")
-
-    @cached_property
-    def latents(self) -> np.ndarray:
-        return np.load(self.path / "latents.npy", mmap_mode="r")
-
-    @cached_property
-    def threshold(self) -> dict[str, Any]:
-        return json.loads((self.path / "threshold.json").read_text())
-
-    @cached_property
-    def queue(self) -> list[dict[str, Any]]:
-        return json.loads((self.path / "queue.json").read_text())
-
-    def sample(self) -> RoundSample | None:
-        """What its queue's random part drew from, and drew (rounds before estimates have none)."""
-        if not (self.path / "frame.npy").exists():
-            return None
-        picks = [q["index"] for q in self.queue if q["strategy"] == "random"]
-        return RoundSample(np.load(self.path / "frame.npy"), np.asarray(picks, dtype=np.int64))
-
-    @property
-    def map_method(self) -> str:
-        return "umap" if (self.path / "map_umap.npy").exists() else "pca"
-
-    @cached_property
-    def map_index(self) -> np.ndarray:
-        """The samples its map shows, sorted (see :func:`deepsad_core.projection.map_points`)."""
-        path = self.path / "map_index.npy"
-        return np.load(path) if path.exists() else np.arange(len(self.scores))  # rounds that mapped every sample
-
-    def map_coords(self) -> np.ndarray:
-        """The UMAP layout once computed, else the PCA view: one row per sample of :attr:`map_index`."""
-        return np.load(self.path / f"map_{self.map_method}.npy")
-
-    def map_coords_for(self, index: np.ndarray) -> np.ndarray:
-        """Where its map placed the samples ``index``; NaN for those it does not show."""
-        coords, shown = self.map_coords(), self.map_index
-        out = np.full((len(index), 2), np.nan, dtype=np.float32)
-        at = np.minimum(np.searchsorted(shown, index), len(shown) - 1)
-        found = shown[at] == index
-        out[found] = coords[at[found]]
-        return out
-
-
-class Project:
+class Project(ProjectInsights, ProjectExports):
     """A labeling project on disk; open it with :meth:`open`, make one with :meth:`create`.
 
     The folder holds ``project.db`` (SQLite: samples, the append-only label log, skips, rounds,
@@ -245,6 +145,7 @@ class Project:
             raise DataError(f"{path} is not a DeepSAD Studio project (no {_DB} or data/X.npy)")
         project = cls(path)
         project._discard_unfinished_rounds()
+        migrate(project.rounds_dir, project.store)  # once: folders of earlier releases to today's layout
         return project
 
     @staticmethod
@@ -344,23 +245,6 @@ class Project:
     def labels(self) -> dict[int, str]:
         return self.store.current_labels()
 
-    @cached_property
-    def _feature_reference(self) -> tuple[np.ndarray, np.ndarray]:
-        """Median and spread (IQR, floored) of every feature or pixel: what a typical sample holds."""
-        q1, median, q3 = np.quantile(np.asarray(self.X, dtype=np.float64), [0.25, 0.5, 0.75], axis=0)
-        return median, np.maximum(q3 - q1, 1e-6)
-
-    def standout(self, sample_idx: int, k: int = 4) -> list[tuple[str, Any, float]]:
-        """A table row's ``k`` values that lie farthest from the typical row, farthest first: ``(column,
-        raw value, distance)``, the distance in interquartile ranges, signed (above or below the median)."""
-        if self.kind != "tabular":
-            raise ValueError("standout values are for table rows; images are shown as they are")
-        median, spread = self._feature_reference
-        z = (np.asarray(self.X[sample_idx], dtype=np.float64) - median) / spread
-        columns = self.preprocessor.feature_columns
-        raw = self.raw.iloc[sample_idx]
-        return [(columns[j], raw[columns[j]], float(z[j])) for j in np.argsort(-np.abs(z))[:k]]
-
     def annotator_counts(self) -> dict[str, dict[str, int]]:
         """How many standing labels each annotator gave, by kind."""
         return {
@@ -423,152 +307,8 @@ class Project:
         return done[-1] if done else None
 
     def round_samples(self) -> list[RoundSample]:
-        """Every finished round's random design, for :mod:`deepsad_core.estimates`."""
+        """Every finished round's random design, for :mod:`deepsad_core.loop.estimates`."""
         return [x for x in (r.sample() for r in self.rounds() if r.status == "done") if x is not None]
-
-    def estimates(self, threshold: float | None = None, round_number: int | None = None) -> PoolEstimates | None:
-        """The pool's anomaly share, and recall and precision at ``threshold`` (default: the round's
-        own), estimated from every label so far with 90 % intervals; ``None`` until a random pick is
-        labeled."""
-        view = self._done_round(round_number)
-        value = view.threshold["value"] if threshold is None else threshold
-        return estimate_pool(view.scores, value, self.semi_targets(), self.round_samples())
-
-    def audit(self, k: int = 5) -> list[Doubt]:
-        """The ``k`` labels the current round most doubts (see :func:`deepsad_core.audit.audit_labels`):
-        its label-free scores against each label, and the other labels against it."""
-        view = self._done_round(None)
-        path = view.path / "label_free.npy"
-        scores = np.load(path) if path.exists() else view.scores
-        return audit_labels(scores, self.semi_targets(), k=k, X=np.asarray(self.X_for(view)))
-
-    def X_for(self, view: RoundView) -> np.ndarray:
-        """The input the round's model learned on: the data, or the backbone features it was trained on."""
-        key = view.metrics.get("features_key")
-        cached = feature_cache(self.path / _DATA, key) if key else None
-        return np.load(cached, mmap_mode="r") if cached is not None and cached.exists() else self.X
-
-    def explain(self, sample_idx: int, k: int = 3) -> list[tuple[str, Any, float]] | np.ndarray:
-        """What drives a sample's score in the current round (see :mod:`deepsad_core.explain`).
-
-        A table row: its ``k`` columns whose typical value would lower the score most, as ``(column, raw
-        value, score drop)``. An image: a map of the score's drop per pixel, shaped ``(height, width)``."""
-        view = self._done_round(None)
-        model = self._round_model(view.number)
-        if self.kind == "tabular":
-            return self.drivers(model, [sample_idx], k)[0]
-        pixels = np.asarray(self.X[[sample_idx]], dtype=np.float32)
-        baseline = self._typical_input
-        key = view.metrics.get("features_key")
-        if key is None:  # the model learned on the images themselves
-            return model.explain(pixels, baseline=baseline)[0].sum(axis=0)
-        extractor = load_backbone(view.config.backbone)
-
-        def score(batch: np.ndarray) -> np.ndarray:
-            return model.decision_function(extract_features(extractor, batch))
-
-        return attributions(score, pixels, baseline)[0].sum(axis=0)
-
-    def drivers(self, model: Any, sample_idx: list[int], k: int = 3) -> list[list[tuple[str, Any, float]]]:
-        """For table rows: each one's ``k`` columns whose typical value would lower ``model``'s score most,
-        as ``(column, raw value, score drop)``, in one pass over the rows."""
-        # the project's typical row as the baseline: models saved before they kept their own work too
-        values = model.explain(np.asarray(self.X[sample_idx]), baseline=self._typical_input)
-        columns = self.preprocessor.feature_columns
-        rows = self.raw.iloc[sample_idx]
-        return [
-            [(c, row[c], v) for c, v in top_features(attribution, columns, k)]
-            for attribution, (_, row) in zip(values, rows.iterrows(), strict=True)
-        ]
-
-    @property
-    def _typical_input(self) -> np.ndarray:
-        """The median row or image of the project's data: what an explanation compares a sample with."""
-        return self._feature_reference[0].astype(np.float32)
-
-    def _round_model(self, number: int):
-        """A round's model, loaded once per project object (explanations ask for it on every card)."""
-        from deepsad_core.ensemble import load_model
-
-        if number not in self._models:
-            self._models = {number: load_model(self.round_path(number) / "model", device="cpu")}
-        return self._models[number]
-
-    def stop_hint(self, view: RoundView | None = None) -> StopHint | None:
-        """Whether the last labels still changed the detector, as a round (default: the current one)
-        recorded it."""
-        view = view or self.current_round()
-        recorded = view.metrics.get("stop") if view is not None else None
-        return StopHint(**recorded) if recorded else None
-
-    def suggested_threshold(self, round_number: int | None = None) -> PoolEstimates | None:
-        """The threshold with the best estimated F1 over the pool, with its estimates (``None`` until a
-        random pick is labeled: then the round's own threshold, from the labels, is all there is)."""
-        view = self._done_round(round_number)
-        return suggest_threshold(view.scores, self.semi_targets(), self.round_samples())
-
-    def _done_round(self, round_number: int | None) -> RoundView:
-        done = {r.number: r for r in self.rounds() if r.status == "done"}
-        if not done:
-            raise DataError("this project has no finished round yet: run a round first")
-        number = max(done) if round_number is None else round_number
-        if number not in done:
-            raise DataError(f"round {number} did not finish; finished rounds: {sorted(done)}")
-        return done[number]
-
-    def export(
-        self,
-        round_number: int | None = None,
-        *,
-        out: str | os.PathLike | None = None,
-        threshold: dict[str, Any] | None = None,
-        force: bool = False,
-        sign_key: bytes | None = None,
-    ) -> Path:
-        """Write a detector bundle of a round (default: the current one); returns its path.
-
-        Default destination: ``exports/round-NNNN.zip`` in the project folder, which the project owns
-        and re-exports replace. Elsewhere an existing path is replaced only if it is a bundle and
-        ``force`` is set. ``threshold`` (``{"value", "method", "detail"}``) overrides the round's own;
-        ``sign_key`` signs the bundle.
-        """
-        from deepsad_core.ensemble import load_model
-        from deepsad_core.export import export_bundle
-
-        view = self._done_round(round_number)
-        number = view.number
-        model = load_model(view.path / "model", device="cpu")
-        config = view.config
-        # the model itself says what it was trained on: images' features (1-D input) or the images
-        on_features = len(model.input_shape_) == 1 and len(self.meta["input_shape"]) == 3
-        if out is None:
-            out, force = self.path / _EXPORTS / f"round-{number:04d}.zip", True
-        out = Path(out)
-        rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(len(self), min(1000, len(self)), replace=False))
-        metrics = view.row["metrics"] or {}
-        info = {
-            "round": number,
-            "project": self.name,
-            "training_config": view.row["config"],
-            "label_counts": {k: metrics.get(k) for k in ("n_labels", "labeled_normal", "labeled_anomalous")},
-            "metrics": {k: v for k, v in metrics.items() if k in ("auc", "ap", "auc_unlabeled", "anomalies_found")},
-        }
-        chosen = (threshold or view.threshold)["value"]
-        found = estimate_pool(view.scores, chosen, self.semi_targets(), self.round_samples())
-        info["estimates"] = found.to_dict() if found is not None else None  # over the project's data
-        paths = export_bundle(
-            model,
-            self.preprocessor,
-            out,
-            X_sample=np.asarray(self.X[sample]),
-            threshold=threshold or view.threshold,
-            info=info,
-            force=force,
-            sign_key=sign_key,
-            backbone=load_backbone(config.backbone) if on_features else None,
-        )
-        return paths[0] if len(paths) == 1 else out
 
     @contextmanager
     def round_lock(self) -> Iterator[None]:
@@ -586,26 +326,6 @@ class Project:
                 yield
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-    def score_upload(self, bundle: str | os.PathLike, upload: Any) -> pd.DataFrame:
-        """Score an uploaded file (a table with the project's columns, or a ZIP of images) with a bundle:
-        id columns (or row numbers, or file names), ``score`` and ``anomaly``, most anomalous first."""
-        from deepsad_core.detector import load_detector
-
-        detector = load_detector(bundle)
-        if self.kind == "tabular":
-            frame = read_any_table(upload, filename=upload.name)
-            scores = detector.decision_function(frame)
-            ids = [c for c in self.preprocessor.ignored if c in frame.columns]
-            out = frame[ids].copy() if ids else pd.DataFrame({"row": np.arange(len(frame))})
-        else:
-            pre = self.preprocessor
-            data = load_dataset(upload, filename=upload.name, image_size=pre.size, channels=pre.channels)
-            scores = detector.score_features(data.X)
-            out = pd.DataFrame({"file": data.ids})
-        out["score"] = scores
-        out["anomaly"] = flag(scores, detector.threshold_)
-        return out.sort_values("score", ascending=False)
 
     def next_round_number(self) -> int:
         return max((r["number"] for r in self.store.rounds()), default=-1) + 1

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from deepsad_core.labels import LABELS
+from deepsad_core.base.labels import LABELS
 
 __all__ = ["LABELS", "ProjectStore"]
 

@@ -11,7 +11,6 @@ see :mod:`deepsad_core.studio.maps`) and adds it to the round folder.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import traceback
@@ -19,21 +18,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
-from deepsad_core.audit import StopHint, label_free_scores, stop_hint
-from deepsad_core.ensemble import load_model
-from deepsad_core.estimates import RoundSample, estimate_pool, round_sample
+from deepsad_core.base.atomic import atomic_file
+from deepsad_core.detectors.contract import load_model
 from deepsad_core.exceptions import RoundBusyError, TrainingCancelled
-from deepsad_core.labels import label_counts
-from deepsad_core.projection import layout_shift, map_points, pca_map
-from deepsad_core.rounds import RoundConfig, fit_round, score_and_queue
+from deepsad_core.loop.projection import layout_shift, map_points, pca_map
+from deepsad_core.loop.round import PreviousRound, RoundResult, run_round
+from deepsad_core.loop.settings import RoundConfig
+from deepsad_core.model.training import Progress
 from deepsad_core.studio.maps import default_service
 from deepsad_core.studio.project import Project
 from deepsad_core.studio.store import now
-from deepsad_core.training import Progress
 
-__all__ = ["RoundStatus", "RoundWorker", "estimate_metrics", "round_metrics"]
+__all__ = ["RoundStatus", "RoundWorker"]
 
 
 @dataclass(frozen=True)
@@ -61,32 +58,6 @@ class RoundStatus:
         loss = f" · loss {self.loss:.4g}" if self.loss is not None else ""
         left = f" · about {self.seconds_left:.0f} s left in this phase" if self.seconds_left else ""
         return f"Round {self.round_number}: {what}{loss}{left}"
-
-
-def estimate_metrics(scores: np.ndarray, threshold: float, semi_targets: np.ndarray, samples: list) -> dict:
-    """The pool's estimated anomaly share, and the estimated recall at ``threshold``, with intervals
-    (empty until some random picks are labeled)."""
-    found = estimate_pool(scores, threshold, semi_targets, samples)
-    if found is None:
-        return {}
-    return {
-        f"est_{name}{part}": getattr(getattr(found, name), field)
-        for name in ("prevalence", "recall")
-        for part, field in (("", "value"), ("_low", "low"), ("_high", "high"))
-    }
-
-
-def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarray | None) -> dict:
-    """Label counts, and with truth: ROC-AUC / AP over all and over unlabeled samples, anomalies found."""
-    metrics: dict = label_counts(semi_targets)
-    if truth is not None and 0 < truth.sum() < len(truth):
-        unlabeled = semi_targets == 0
-        metrics["auc"] = float(roc_auc_score(truth, scores))
-        metrics["ap"] = float(average_precision_score(truth, scores))
-        if 0 < truth[unlabeled].sum() < unlabeled.sum():
-            metrics["auc_unlabeled"] = float(roc_auc_score(truth[unlabeled], scores[unlabeled]))
-        metrics["anomalies_found"] = int(((semi_targets == -1) & (truth == 1)).sum())
-    return metrics
 
 
 class RoundWorker:
@@ -184,18 +155,12 @@ class RoundWorker:
             self._set(state="running", round_number=number, phase="starting", started=time.time(), message="")
             semi = project.semi_targets()
             previous = project.current_round()
-            model, X, metrics = self._train(config, semi)
-            self._set(phase="score", message="scoring every sample")
-            out = score_and_queue(model, X, semi, config, number)
-            sample = round_sample(semi != 0, out.queue)
-            metrics = {**round_metrics(out.scores, semi, project.truth()), **metrics}
-            metrics.update(estimate_metrics(out.scores, out.threshold.value, semi, project.round_samples()))
-            metrics["stop"] = self._stop_hint(previous, out.scores, metrics.get("est_recall")).to_dict()
-            label_free = label_free_scores(model)  # of X, as the fit scored it
-            shown = self._map_points(out, semi)
+            result, recorded = self._train(config, semi, number, previous)
+            metrics = {**result.metrics, **recorded}
+            shown = self._map_points(result, semi)
             metrics["round_seconds"] = time.perf_counter() - t0
             row = self._row("done", started_at, t0, semi, config, metrics)
-            self._persist(number, model, out, sample, label_free, shown, previous, row)
+            self._persist(number, result, shown, previous, row)
         except TrainingCancelled as e:
             self._record_failure(number, "cancelled", str(e), started_at, t0, semi, config)
             return self.status()
@@ -207,88 +172,73 @@ class RoundWorker:
         self._set(state="done", phase="", message=f"round {number} ready{note}; the UMAP map follows")
         # the map is drawn in its own thread: the next round may start meanwhile (maps run one at a time)
         self._map_thread = threading.Thread(
-            target=self._add_umap, args=(number, shown, out.latents[shown], previous), name="deepsad-map", daemon=True
+            target=self._add_umap,
+            args=(number, shown, result.latents[shown], previous),
+            name="deepsad-map",
+            daemon=True,
         )
         self._map_thread.start()
         return self.status()
 
-    def _train(self, config: RoundConfig, semi: np.ndarray) -> tuple[object, np.ndarray, dict]:
-        """The round's model, the input it learned on, and what the round records about both."""
-        X, extractor = self.project.model_input(config, progress=self._on_features)
+    def _train(self, config: RoundConfig, semi: np.ndarray, number: int, previous) -> tuple[RoundResult, dict]:
+        """The round (:func:`~deepsad_core.loop.round.run_round`) and what the worker adds to its record:
+        which backbone's features it learned on, and a note when it could not continue the last round."""
+        project = self.project
+        X, extractor = project.model_input(config, progress=self._on_features)
         model, view, note = self._last_loadable_model()
         features_key = extractor.key() if extractor is not None else None
         trained_on = view.metrics.get("features_key") if view is not None else None
         if trained_on != features_key:
             model = None  # trained on other input (another backbone's features, or none): start afresh
-        model = fit_round(model, X, semi, config, callback=self._on_progress, on_features=extractor is not None)
+        self._set(phase="train", message="")
+        result = run_round(
+            model, X, semi, config, number,
+            on_features=extractor is not None,
+            samples=project.round_samples(),
+            previous=self._previous(previous),
+            truth=project.truth(),
+            drivers=project.drivers if project.kind == "tabular" else None,
+            callback=self._on_progress,
+        )  # fmt: skip
         recorded = {"note": note} if note else {}
         if features_key is not None:
             recorded["features_key"] = features_key  # which backbone's features this model learned on
-        return model, X, recorded
+        return result, recorded
 
-    def _stop_hint(self, previous, scores: np.ndarray, recall: float | None) -> StopHint:
-        """Against the previous round: how far the scores moved, and how many of the answers to its queue
-        it had predicted."""
-        if previous is None:
-            return stop_hint(None, scores, None, {})
+    def _previous(self, view) -> PreviousRound | None:
+        """The last round as the next one compares itself with it: its scores, threshold, the answers to
+        its queue, and its estimated recall."""
+        if view is None:
+            return None
         labels = self.project.labels()
-        answered = {q["index"]: labels[q["index"]] for q in previous.queue if q["index"] in labels}
-        return stop_hint(
-            previous.scores, scores, previous.threshold["value"], answered, previous.metrics.get("est_recall"), recall
-        )
+        answered = {q["index"]: labels[q["index"]] for q in view.queue if q["index"] in labels}
+        return PreviousRound(view.scores, view.threshold["value"], answered, view.metrics.get("est_recall"))
 
-    def _persist(
-        self,
-        number: int,
-        model,
-        out,
-        sample: RoundSample,
-        label_free: np.ndarray,
-        shown: np.ndarray,
-        previous,
-        row: dict,
-    ) -> None:
+    def _persist(self, number: int, result: RoundResult, shown: np.ndarray, previous, row: dict) -> None:
         """The round's files (model, scores, label-free scores for the audit, latents, the PCA map of the
         samples a map shows, threshold, queue and its random design), then its row."""
         project = self.project
         before = previous.map_coords_for(shown) if previous is not None else None
-        pca = pca_map(out.latents[shown], before)
-
-        model.threshold_ = out.threshold.value  # the saved model flags as the round does
-        # what drives each queued row's score, worked out once here: a card then costs no model call
-        picked = [p.index for p in out.queue]
-        drivers = project.drivers(model, picked) if project.kind == "tabular" and picked else None
+        pca = pca_map(result.latents[shown], before)
 
         def write(folder: Path) -> None:
-            model.save(folder / "model")
-            np.save(folder / "scores.npy", out.scores)
-            np.save(folder / "label_free.npy", label_free)
-            np.save(folder / "latents.npy", out.latents)
+            result.model.save(folder / "model")
+            np.save(folder / "scores.npy", result.scores)
+            np.save(folder / "label_free.npy", result.label_free)
+            np.save(folder / "latents.npy", result.latents)
             np.save(folder / "map_index.npy", shown)
             np.save(folder / "map_pca.npy", pca.coords)
-            (folder / "threshold.json").write_text(json.dumps(out.threshold.to_dict()))
-            np.save(folder / "frame.npy", sample.frame)  # what the queue's random part drew from
-            random_share = len(sample.random_picks) / max(int(sample.frame.sum()), 1)
-            queue = [
-                {
-                    "index": p.index,
-                    "sample_id": str(project.sample_ids[p.index]),
-                    "strategy": p.strategy,
-                    "reason": p.reason,
-                    "score": float(out.scores[p.index]),
-                    "inclusion": random_share if p.strategy == "random" else 1.0,  # the chance it was picked
-                    **({"drivers": [[c, str(v), float(d)] for c, v, d in drivers[j]]} if drivers else {}),
-                }
-                for j, p in enumerate(out.queue)
-            ]
-            (folder / "queue.json").write_text(json.dumps(queue))
+            (folder / "threshold.json").write_text(json.dumps(result.threshold.to_dict()))
+            np.save(folder / "frame.npy", result.sample.frame)  # what the queue's random part drew from
+            (folder / "queue.json").write_text(json.dumps(result.queue_records(project.sample_ids)))
 
         project.commit_round(number, write, row)
 
     @staticmethod
-    def _map_points(out, semi: np.ndarray) -> np.ndarray:
+    def _map_points(result: RoundResult, semi: np.ndarray) -> np.ndarray:
         """The samples the round's map shows: a fixed sample, and every labeled and queued one."""
-        return map_points(len(out.scores), np.union1d(np.flatnonzero(semi != 0), [p.index for p in out.queue]))
+        queued = [p.index for p in result.queue]
+        return map_points(len(result.scores), np.union1d(np.flatnonzero(semi != 0), queued))
 
     def _last_loadable_model(self):
         """The newest finished round's model that loads, its round, and a note when that is not the
@@ -353,9 +303,8 @@ class RoundWorker:
             before = previous.map_coords_for(shown) if previous is not None else None
             umap = default_service().umap_map(latents, before)
             folder = self.project.round_path(number)
-            tmp = folder / ".map_umap.npy"
-            np.save(tmp, umap.coords)
-            os.replace(tmp, folder / "map_umap.npy")
+            with atomic_file(folder / "map_umap.npy") as tmp, open(tmp, "wb") as f:
+                np.save(f, umap.coords)
             info = {"seconds": umap.seconds}
             if before is not None:
                 info["shift_vs_previous"] = layout_shift(before, umap.coords)
