@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from deepsad_core.studio import DeepSADError, Project, load_detector, tradeoff_curve
+from deepsad_core.studio import DeepSADError, Project, ThresholdChoice, load_detector, tradeoff_curve
 from pages.common import project_page, with_interval, without_paths
 
 
@@ -23,12 +23,12 @@ def render_threshold(project: Project) -> float:
             "labels of the queue's random picks)"
         )
     else:
-        start = chosen["value"]
+        start = chosen.value
         st.caption(
-            f"Suggested: {start:.4g} ({chosen['method']}: {chosen['detail']}). Estimates over all samples "
+            f"Suggested: {start:.4g} ({chosen.method}: {chosen.detail}). Estimates over all samples "
             "appear once some of the queue's random picks are labeled."
         )
-    curve = tradeoff_curve(current.scores, project.semi_targets(), include=[chosen["value"], start])
+    curve = tradeoff_curve(current.scores, project.semi_targets(), include=[chosen.value, start])
     value = st.select_slider(
         "Threshold (samples scoring above it are flagged)", options=curve["threshold"].tolist(),
         value=start, format_func=lambda v: f"{v:.4g}", key="export.threshold",
@@ -62,8 +62,8 @@ def render_download(project: Project, threshold: float) -> None:
     if st.button("Build the detector bundle", key="export.build"):
         with st.spinner("Exporting the detector and checking its scores against the live model..."):
             try:
-                path = project.export(current.number, threshold={"value": threshold, "method": "chosen in the app",
-                                                      "detail": "picked on the Export page"})  # fmt: skip
+                chosen = ThresholdChoice(threshold, "chosen in the app", "picked on the Export page")
+                path = project.export(current.number, threshold=chosen)
             except DeepSADError as e:
                 st.error(f"Export failed: {without_paths(e)}")
                 return

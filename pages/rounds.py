@@ -25,7 +25,7 @@ def history(project: Project) -> pd.DataFrame:
     rows = []
     for r in project.rounds():
         metrics = r.metrics
-        threshold = r.threshold if r.status == "done" else {}
+        threshold = r.threshold.to_dict() if r.status == "done" else {}
         rows.append(
             {
                 "round": r.number,
@@ -75,7 +75,7 @@ def main() -> None:
     current = project.current_round()
     if current is not None:
         st.subheader("Scores of the current round")
-        st.plotly_chart(score_histogram(current.scores, current.threshold["value"]), width="stretch")
+        st.plotly_chart(score_histogram(current.scores, current.threshold.value), width="stretch")
     done = table[(table.status == "done") & table["AUC"].notna()]
     if len(done) > 1:
         st.subheader("Learning curve (needs truth)")

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from deepsad_core import DeepSAD, load_detector
+from deepsad_core.base.threshold import ThresholdChoice
 from deepsad_core.bundle.read import BundleError
 from deepsad_core.bundle.write import export_bundle
 from deepsad_core.data import DataError, load_dataset
@@ -128,11 +129,11 @@ def test_export_never_touches_a_folder_that_is_not_a_bundle(table_bundle, tmp_pa
 def test_replacing_a_bundle_needs_force(table_bundle, tmp_path, name):
     _, ds, model, _ = table_bundle
     out = tmp_path / name
-    export_bundle(model, ds.preprocessor, out, X_sample=ds.X, threshold={"value": 1.0, "method": "m", "detail": ""})
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X, threshold=ThresholdChoice(1.0, "m", ""))
     with pytest.raises(OutputExistsError, match="force"):
         export_bundle(model, ds.preprocessor, out, X_sample=ds.X)
     assert load_detector(out).threshold_ == 1.0
-    export_bundle(model, ds.preprocessor, out, X_sample=ds.X, threshold={"value": 2.0, "method": "m", "detail": ""},
+    export_bundle(model, ds.preprocessor, out, X_sample=ds.X, threshold=ThresholdChoice(2.0, "m", ""),
                   force=True)  # fmt: skip
     assert load_detector(out).threshold_ == 2.0
     assert [p.name for p in tmp_path.iterdir()] == [name]

@@ -113,7 +113,7 @@ def test_a_model_saved_on_the_exp_scale_keeps_it_until_it_fits_again(tmp_path):
     export_bundle(old, ds.preprocessor, tmp_path / "old-bundle", X_sample=X)
     detector = load_detector(tmp_path / "old-bundle")
     assert detector.info()["detector"]["score"]["formula"].startswith("exp(clip(m")
-    np.testing.assert_allclose(detector.score_features(X), np.exp(live_mean), rtol=1e-4)
+    np.testing.assert_allclose(detector.score_model_input(X), np.exp(live_mean), rtol=1e-4)
     old.fit(X, warm_start=True, epochs=1)
     assert old.fusion_ == "bounded" and old.decision_scores_.max() <= np.exp(10)
 
@@ -129,11 +129,11 @@ def test_bundle_scores_like_the_live_ensemble(tmp_path):
     export_bundle(model, ds.preprocessor, out, X_sample=ds.X)
     detector = load_detector(out)
     live = model.decision_function(ds.X)
-    assert np.max(np.abs(detector.score_features(ds.X) - live) / live) <= 1e-4
+    assert np.max(np.abs(detector.score_model_input(ds.X) - live) / live) <= 1e-4
     np.testing.assert_allclose(detector.embed(ds.raw), model.embed(ds.X), atol=1e-5)
     assert detector.info()["detector"]["kind"] == "deepsad_ensemble"
     low, high = detector.info()["detector"]["score"]["range"]  # the manifest says what a score can be
-    assert low <= detector.score_features(ds.X).min() and detector.score_features(ds.X).max() <= high
+    assert low <= detector.score_model_input(ds.X).min() and detector.score_model_input(ds.X).max() <= high
     with pytest.raises(ValueError, match="no TorchScript"):
         load_detector(out, backend="torchscript")
 

@@ -14,7 +14,7 @@ def test_the_picker_starts_at_the_suggested_threshold_and_counts_what_it_flags(s
     at = open_page("pages/export.py", sample_project)
     current = sample_project.current_round()
     picker = at.get("select_slider")[0]
-    assert picker.value == current.threshold["value"]
+    assert picker.value == current.threshold.value
     assert metrics(at)["Flagged"] == f"{int((current.scores > picker.value).sum())} of 376"
     lower = sorted(picker.options, key=float)[len(picker.options) // 2]
     picker.set_value(float(lower)).run()
@@ -28,7 +28,7 @@ def test_the_bundle_is_built_with_the_chosen_threshold_and_scores_as_the_rounds_
     bundle = Path(at.session_state["export.bundle"])
     detector = load_detector(bundle)
     current = sample_project.current_round()
-    assert detector.threshold_ == current.threshold["value"]
+    assert detector.threshold_ == current.threshold.value
     live = load_model(current.path / "model").decision_function(sample_project.X)
     np.testing.assert_allclose(detector.decision_function(sample_project.raw), live, rtol=1e-4)
     # the round's own scores are from training, where a kNN reference row skips itself: the same

@@ -32,7 +32,7 @@ def test_an_old_project_opens_with_its_labels_rounds_and_scores(old_project):
     model = load_model(current.path / "model")
     np.testing.assert_allclose(model.decision_function(np.asarray(old_project.X)), np.load(MADE / "model_scores.npy"),
                                rtol=1e-5, atol=1e-6)  # fmt: skip
-    assert current.queue and current.threshold["value"] > 0
+    assert current.queue and current.threshold.value > 0
 
 
 def test_an_old_project_trains_on_from_its_last_round(old_project):

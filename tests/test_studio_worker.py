@@ -45,7 +45,7 @@ def test_a_round_persists_scores_queue_map_and_metrics(project):
     assert len(r.queue) == 8
     assert {q["strategy"] for q in r.queue} <= {"most_anomalous", "most_uncertain", "diverse", "random"}
     assert r.map_coords().shape == (330, 2)
-    assert r.threshold["method"] == "contamination"
+    assert r.threshold.method == "contamination"
     metrics = r.metrics
     assert metrics["n_labels"] == 0 and 0 <= metrics["auc"] <= 1
     assert isinstance(load_model(r.path / "model"), DeepSADEnsemble)  # the default detector
@@ -66,7 +66,7 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     np.testing.assert_array_equal(m0.reference_, m1.reference_)  # the label-free members kept
     assert [h["phase"] for h in m1.history_ if h["fit"] == 1] == ["train"] * FAST.epochs_per_round
     assert not set(q["index"] for q in second.queue) & set(picked[:6])  # labeled samples are not queued again
-    assert second.threshold["method"] == "best_f1"
+    assert second.threshold.method == "best_f1"
     # what the next steps read: the random design, label-free scores for the audit, the stopping hint
     random_picks = [q for q in first.queue if q["strategy"] == "random"]
     assert first.sample().random_picks.tolist() == [q["index"] for q in random_picks]
@@ -75,7 +75,7 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     assert np.load(second.path / "label_free.npy").shape == (330,)
     hint = project.stop_hint()  # against round 0: how the ranks moved, how many answers it had foreseen
     assert hint.rank_correlation == pytest.approx(spearmanr(first.scores, second.scores).statistic)
-    foreseen = first.scores[picked[:6]] > first.threshold["value"]
+    foreseen = first.scores[picked[:6]] > first.threshold.value
     assert hint.predicted == pytest.approx(np.mean(foreseen == np.array([True] * 3 + [False] * 3)))
     assert {d.index for d in project.audit(k=6)} == set(picked[:6])
     # the queue carries what drives each row's score, as the saved model explains it

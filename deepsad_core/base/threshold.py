@@ -34,9 +34,9 @@ class ThresholdChoice:
     ----------
     value : float
         Scores above it are flagged.
-    method : {"best_f1", "target_fpr", "contamination"}
+    method : {"best_f1", "target_fpr", "contamination", ...}
         The rule that chose it: the best F1 on the labels, a false-positive rate on the labeled
-        normals, or the expected anomaly share when the labels cannot decide.
+        normals, or the expected anomaly share when the labels cannot decide; or who chose it by hand.
     detail : str
         The figures behind the choice, in words.
     """
@@ -47,6 +47,10 @@ class ThresholdChoice:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ThresholdChoice:
+        return cls(float(data["value"]), str(data["method"]), str(data.get("detail", "")))
 
 
 def _labeled(scores: np.ndarray, semi_targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -165,7 +165,7 @@ class BundleDetector:
 
     # --- inputs -----------------------------------------------------------------------------------
 
-    def features(self, data: Any) -> np.ndarray:
+    def model_input(self, data: Any) -> np.ndarray:
         """Model input for ``data`` (see the class docstring), preprocessed as in training."""
         if self.kind == "tabular":
             return self.preprocessor.transform(self._table(data))
@@ -228,14 +228,14 @@ class BundleDetector:
             latents.append(latent)
         return np.concatenate(scores).astype(np.float64), np.concatenate(latents)
 
-    def score_features(self, X: np.ndarray) -> np.ndarray:
-        """Scores of already preprocessed model input (what ``features`` returns)."""
+    def score_model_input(self, X: np.ndarray) -> np.ndarray:
+        """Scores of already preprocessed model input (what :meth:`model_input` returns)."""
         return self._run(X)[0]
 
     def decision_function(self, data: Any) -> np.ndarray:
         """Anomaly scores, higher = more anomalous; ``manifest["detector"]["score"]`` says what they mean and
         their range (the ensemble's lie in [e^-10, e^10])."""
-        return self._run(self.features(data))[0]
+        return self._run(self.model_input(data))[0]
 
     def predict(self, data: Any) -> np.ndarray:
         """1 = anomaly (score above ``threshold_``), 0 = normal."""
@@ -243,7 +243,7 @@ class BundleDetector:
 
     def embed(self, data: Any) -> np.ndarray:
         """Latent vectors ``phi(x)``."""
-        return self._run(self.features(data))[1]
+        return self._run(self.model_input(data))[1]
 
     def explain(self, data: Any, baseline: np.ndarray | None = None) -> np.ndarray:
         """Attributions of each sample's score, shaped like its model input: how much the score falls when
@@ -251,9 +251,9 @@ class BundleDetector:
         given samples' model input, as the bundle holds no training data)."""
         from deepsad_core.model.explain import attributions
 
-        X = self.features(data)
+        X = self.model_input(data)
         reference = np.median(X, axis=0) if baseline is None else np.asarray(baseline, dtype=np.float32)
-        return attributions(self.score_features, X, reference.astype(np.float32))
+        return attributions(self.score_model_input, X, reference.astype(np.float32))
 
     def label_free_scores(self, data: Any = None) -> np.ndarray:
         """Not in a bundle: it holds the detector's fused score only (the label-free members' scores stay with

@@ -131,7 +131,7 @@ def score_to_file(
             bar.update(bar.total - bar.n if bar.total else 0)
             return len(scores)
         for frame in frames:
-            scores = detector.score_features(detector.preprocessor.transform(frame))
+            scores = detector.score_model_input(detector.preprocessor.transform(frame))
             table = pa.Table.from_pandas(_output_frame(detector, frame, scores, n), preserve_index=False)
             writer = _write(out, table, writer)
             n += len(scores)

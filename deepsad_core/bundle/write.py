@@ -39,6 +39,7 @@ import torch
 
 import deepsad_core
 from deepsad_core.base.atomic import atomic_file, atomic_folder
+from deepsad_core.base.threshold import ThresholdChoice
 from deepsad_core.bundle.format import (
     BUNDLE_FILES,
     BUNDLE_FORMAT,
@@ -175,7 +176,7 @@ def export_bundle(
     out: str | os.PathLike,
     *,
     X_sample: np.ndarray,
-    threshold: dict[str, Any] | None = None,
+    threshold: ThresholdChoice | None = None,
     info: dict[str, Any] | None = None,
     fmt: BundleFormat | str | None = None,
     force: bool = False,
@@ -185,7 +186,7 @@ def export_bundle(
     """Write the bundle for ``model`` to ``out`` (a folder, or a ``.zip``); returns the paths written.
 
     ``X_sample`` (model input, e.g. up to 1,000 rows of the training data) drives the parity check.
-    ``threshold`` is ``{"value", "method", "detail"}`` (default: the model's ``threshold_``); ``info``
+    ``threshold`` is how the flags are set (default: the model's ``threshold_``); ``info``
     adds round, training config, label counts and metrics to the manifest. An existing ``out`` is
     replaced only when it is a bundle and ``force`` is set; anything else there raises
     :class:`~deepsad_core.exceptions.OutputExistsError` and is left as it was. With ``sign_key`` the
@@ -196,7 +197,7 @@ def export_bundle(
     out = Path(out)
     fmt = BundleFormat(fmt or (BundleFormat.ZIP if out.suffix.lower() == ".zip" else BundleFormat.FOLDER))
     description = model.bundle_description()  # raises NotFittedError before any work
-    threshold = threshold or {"value": float(model.threshold_), "method": "model", "detail": "the model's threshold_"}
+    threshold = threshold or ThresholdChoice(float(model.threshold_), "model", "the model's threshold_")
     check_output(out, force)  # before the work: a refusal costs nothing
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".bundle-", dir=out.parent) as work:
@@ -218,7 +219,7 @@ def export_bundle(
             "backbone": _backbone_info(backbone),
             "preprocessor": preprocessor.to_dict(),
             "center": model.center_.tolist(),
-            "threshold": threshold,
+            "threshold": threshold.to_dict(),
             "model_params": _params(model),
             "score_batch": model.score_batch() if backbone is None else _BACKBONE_SCORE_BATCH,
             "versions": _versions(),

@@ -310,7 +310,7 @@ def _train_here(args: argparse.Namespace) -> int:
     info = {"training_config": config.to_dict(), "label_counts": label_counts(semi), "source": dataset.source_name,
             "training_seconds": seconds, "processes": ddp.rank_and_size()[1]}  # fmt: skip
     paths = export_bundle(
-        model, dataset.preprocessor, args.out, X_sample=dataset.X[:1000], threshold=threshold.to_dict(),
+        model, dataset.preprocessor, args.out, X_sample=dataset.X[:1000], threshold=threshold,
         info=info, force=args.force, sign_key=key, backbone=extractor,
     )  # fmt: skip
     print(f"wrote {args.out} ({len(paths)} file(s)); threshold {threshold.value:.4g} ({threshold.method})")

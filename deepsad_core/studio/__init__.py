@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deepsad_core.base.threshold import tradeoff_curve
+    from deepsad_core.base.threshold import ThresholdChoice, tradeoff_curve
     from deepsad_core.bundle.read import load_detector
     from deepsad_core.data import SUPPORTED_SUFFIXES
     from deepsad_core.exceptions import DeepSADError, ProjectNameError
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from deepsad_core.studio.worker import RoundStatus, RoundWorker
 
 _WHERE = {
+    "ThresholdChoice": "deepsad_core.base.threshold",
     "tradeoff_curve": "deepsad_core.base.threshold",
     "load_detector": "deepsad_core.bundle.read",
     "SUPPORTED_SUFFIXES": "deepsad_core.data",
@@ -51,6 +52,7 @@ __all__ = [
     "ProjectStore",
     "RoundStatus",
     "RoundWorker",
+    "ThresholdChoice",
     "load_detector",
     "start_map_process",
     "tradeoff_curve",

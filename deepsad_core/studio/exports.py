@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepsad_core.base.threshold import flag
+from deepsad_core.base.threshold import ThresholdChoice, flag
 from deepsad_core.data import load_dataset, read_any_table
 from deepsad_core.loop.estimates import estimate_pool
 from deepsad_core.model.backbone import load_backbone
@@ -31,7 +31,7 @@ class ProjectExports:
         round_number: int | None = None,
         *,
         out: str | os.PathLike | None = None,
-        threshold: dict[str, Any] | None = None,
+        threshold: ThresholdChoice | None = None,
         force: bool = False,
         sign_key: bytes | None = None,
     ) -> Path:
@@ -39,7 +39,7 @@ class ProjectExports:
 
         Default destination: ``exports/round-NNNN.zip`` in the project folder, which the project owns
         and re-exports replace. Elsewhere an existing path is replaced only if it is a bundle and
-        ``force`` is set. ``threshold`` (``{"value", "method", "detail"}``) overrides the round's own;
+        ``force`` is set. ``threshold`` overrides the round's own;
         ``sign_key`` signs the bundle.
         """
         from deepsad_core.bundle.write import export_bundle
@@ -64,7 +64,7 @@ class ProjectExports:
             "label_counts": {k: metrics.get(k) for k in ("n_labels", "labeled_normal", "labeled_anomalous")},
             "metrics": {k: v for k, v in metrics.items() if k in ("auc", "ap", "auc_unlabeled", "anomalies_found")},
         }
-        chosen = (threshold or view.threshold)["value"]
+        chosen = (threshold or view.threshold).value
         found = estimate_pool(view.scores, chosen, self.semi_targets(), self.round_samples())
         info["estimates"] = found.to_dict() if found is not None else None  # over the project's data
         paths = export_bundle(
@@ -94,7 +94,7 @@ class ProjectExports:
         else:
             pre = self.preprocessor
             data = load_dataset(upload, filename=upload.name, image_size=pre.size, channels=pre.channels)
-            scores = detector.score_features(data.X)
+            scores = detector.score_model_input(data.X)
             out = pd.DataFrame({"file": data.ids})
         out["score"] = scores
         out["anomaly"] = flag(scores, detector.threshold_)

@@ -49,7 +49,7 @@ class ProjectInsights:
         own), estimated from every label so far with 90 % intervals; ``None`` until a random pick is
         labeled."""
         view = self._done_round(round_number)
-        value = view.threshold["value"] if threshold is None else threshold
+        value = view.threshold.value if threshold is None else threshold
         return estimate_pool(view.scores, value, self.semi_targets(), self.round_samples())
 
     def audit(self, k: int = 5) -> list[Doubt]:

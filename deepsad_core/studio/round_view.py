@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from deepsad_core.base.threshold import ThresholdChoice
 from deepsad_core.loop.estimates import RoundSample
 from deepsad_core.loop.settings import RoundConfig
 
@@ -78,8 +79,8 @@ class RoundView:
         return np.load(self.path / "latents.npy", mmap_mode="r")
 
     @cached_property
-    def threshold(self) -> dict[str, Any]:
-        return json.loads((self.path / "threshold.json").read_text())
+    def threshold(self) -> ThresholdChoice:
+        return ThresholdChoice.from_dict(json.loads((self.path / "threshold.json").read_text()))
 
     @cached_property
     def queue(self) -> list[dict[str, Any]]:

@@ -212,7 +212,7 @@ class RoundWorker:
             return None
         labels = self.project.labels()
         answered = {q["index"]: labels[q["index"]] for q in view.queue if q["index"] in labels}
-        return PreviousRound(view.scores, view.threshold["value"], answered, view.metrics.get("est_recall"))
+        return PreviousRound(view.scores, view.threshold.value, answered, view.metrics.get("est_recall"))
 
     def _persist(self, number: int, result: RoundResult, shown: np.ndarray, previous, row: dict) -> None:
         """The round's files (model, scores, label-free scores for the audit, latents, the PCA map of the
