@@ -13,6 +13,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +42,17 @@ def server_workspace(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("workspace")
 
 
-@pytest.fixture(scope="module")
-def app_url(server_workspace, tmp_path_factory, chromium):  # no server without a browser to drive it
+@contextmanager
+def _served_app(workspace: Path, log_path: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port, its URL once it listens; its log must hold no traceback."""
     port = _free_port()
-    env = {**os.environ, "DEEPSAD_WORKSPACE": str(server_workspace)}
-    log = (tmp_path_factory.mktemp("log") / "streamlit.log").open("w")
+    env = {**os.environ, "DEEPSAD_WORKSPACE": str(workspace)}
+    log = log_path.open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.headless", "true", "--server.fileWatcherType", "none"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -58,11 +60,17 @@ def app_url(server_workspace, tmp_path_factory, chromium):  # no server without 
                 break
         except OSError:
             time.sleep(0.2)
-    yield url
+    yield f"http://127.0.0.1:{port}"
     server.terminate()
     server.wait(timeout=20)
-    text = Path(log.name).read_text()
+    text = log_path.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def app_url(server_workspace, tmp_path_factory, chromium):  # no server without a browser to drive it
+    with _served_app(server_workspace, tmp_path_factory.mktemp("log") / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -410,3 +418,16 @@ def test_a_million_row_project_labels_as_quickly_and_maps_a_sample(page, app_url
     page.locator('[data-testid="stPlotlyChart"]').wait_for()
     _no_traceback(page)
     assert median_ms <= 300, f"on 1,000,000 rows a label click takes {median_ms:.0f} ms (median)"
+
+
+def test_a_page_opened_by_its_address_as_the_servers_first_request_is_the_apps(page, tmp_path):
+    """With a ``pages/`` folder beside ``app.py``, Streamlit would serve a fresh server's first request for
+    a page's address the old way, without ``app.py``'s navigation; the app hands it over at once."""
+    (tmp_path / "workspace").mkdir()
+    with _served_app(tmp_path / "workspace", tmp_path / "streamlit.log") as url:
+        page.goto(f"{url}/rounds")
+        nav = page.get_by_test_id("stSidebarNav")
+        nav.get_by_text("Projects", exact=True).wait_for()  # app.py's page titles, not the files' names
+        assert nav.get_by_text("projects", exact=True).count() == 0
+        expect_url = f"{url}/rounds"
+        assert page.url.rstrip("/") == expect_url

@@ -30,7 +30,7 @@ def labels_for(truth, idx):
 def test_round_zero_uses_the_prior_and_trains_deep_sad_on_the_priors_top_as_anomalies(blobs):
     X, truth = blobs
     model = small(pseudo_anomaly_share=0.1).fit(X)
-    assert model.weights_ == dict(model.prior_weights) and model.supervised_ is None
+    assert model.weights_ == dict(model.prior_weights) and "supervised" not in model.members_
     z = model.member_scores(X)
     prior = z["iforest"] + z["knn"]
     targets = pseudo_targets(prior, model.pseudo_anomaly_share)
@@ -48,7 +48,7 @@ def test_labels_bring_in_the_supervised_member_and_weights_from_the_labels(blobs
     rng = np.random.default_rng(0)
     idx = np.r_[rng.choice(np.flatnonzero(truth == 1), 8, replace=False), rng.choice(300, 12, replace=False)]
     model.fit(X, labels_for(truth, idx), warm_start=True, epochs=2)
-    assert model.supervised_ is not None and set(model.weights_) <= {"iforest", "knn", "deepsad", "supervised"}
+    assert "supervised" in model.members_ and set(model.weights_) <= {"iforest", "knn", "deepsad", "supervised"}
     assert "supervised" in model.label_auc_
     expected = label_weights(model.label_auc_, model.weight_power)
     assert model.weights_ == {k: w for k, w in expected.items() if w > 0}
@@ -180,7 +180,7 @@ def test_a_capped_fit_trains_on_a_sample_and_scores_every_sample():
     assert model.decision_scores_.shape == (3_000,) and model.member_scores_["knn"].shape == (3_000,)
     assert roc_auc_score(truth, model.decision_scores_) > 0.95
     # the fit's scores are the detector's scores (the kNN reference rows do not count themselves there)
-    others = np.setdiff1d(np.arange(3_000), model._reference_index)
+    others = np.setdiff1d(np.arange(3_000), model.members_["knn"].reference_index)
     np.testing.assert_allclose(model.decision_scores_[others], model.decision_function(X)[others], rtol=1e-5)
 
 
@@ -193,7 +193,7 @@ def test_a_warm_start_on_the_same_data_keeps_the_label_free_scores_and_what_deep
     def refused(*args):
         raise AssertionError("the forest scored the same data again")
 
-    monkeypatch.setattr(model.iforest_, "decision_function", refused)
+    monkeypatch.setattr(model.members_["iforest"].forest, "decision_function", refused)
     model.fit(X, labels_for(truth, np.arange(40)), warm_start=True, epochs=2)
     assert model.n_fits_ == 2
     for name, z in label_free.items():
@@ -217,7 +217,7 @@ def test_a_loaded_capped_ensemble_continues_like_the_live_one(tmp_path, monkeypa
     def refused(*args):
         raise AssertionError("the forest scored the same data again")
 
-    monkeypatch.setattr(loaded.iforest_, "decision_function", refused)
+    monkeypatch.setattr(loaded.members_["iforest"].forest, "decision_function", refused)
     loaded.fit(X, labels_for(truth, np.arange(30)), warm_start=True, epochs=1)
     assert np.isfinite(loaded.deepsad_prequential_[20:30]).all()
 

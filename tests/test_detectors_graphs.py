@@ -18,7 +18,9 @@ def test_the_graph_reproduces_the_fused_score_on_repeated_rows(blobs):
     assert "supervised" in model.weights_ and "knn" in model.weights_
     graph = EnsembleScoringNetwork(model).eval()
     with torch.no_grad():
-        score, latent = graph(torch.from_numpy(X), torch.from_numpy(model.iforest_.decision_function(X)[:, None]))
+        score, latent = graph(
+            torch.from_numpy(X), torch.from_numpy(model.members_["iforest"].forest.decision_function(X)[:, None])
+        )
     live = model.decision_function(X)
     assert np.max(np.abs(score.numpy() - live) / live) < 1e-6
     np.testing.assert_allclose(latent.numpy(), model.embed(X), atol=1e-6)

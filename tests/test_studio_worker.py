@@ -63,7 +63,9 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     assert second.number == 1 and second.n_labels == 6
     m0, m1 = load_model(first.path / "model"), load_model(second.path / "model")
     np.testing.assert_array_equal(m0.center_, m1.center_)  # c kept
-    np.testing.assert_array_equal(m0.reference_, m1.reference_)  # the label-free members kept
+    np.testing.assert_array_equal(
+        m0.members_["knn"].reference, m1.members_["knn"].reference
+    )  # the label-free members kept
     assert [h["phase"] for h in m1.history_ if h["fit"] == 1] == ["train"] * FAST.epochs_per_round
     assert not set(q["index"] for q in second.queue) & set(picked[:6])  # labeled samples are not queued again
     assert second.threshold.method == "best_f1"

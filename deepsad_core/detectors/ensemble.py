@@ -2,7 +2,7 @@
 
 Four members score every sample, each on its own scale:
 
-- ``iforest`` and ``knn`` (:mod:`deepsad_core.detectors.label_free`): an IsolationForest and the mean
+- ``iforest`` and ``knn`` (:mod:`deepsad_core.detectors.members`): an IsolationForest and the mean
   squared distance to the nearest rows of a small reference sample, without labels;
 - ``deepsad``: ``log ||phi(x) - c||^2`` of a Deep SAD network; without labels it trains as Deep SAD on
   pseudo-labels (the prior's top ``pseudo_anomaly_share`` taken as anomalies), with labels on the
@@ -37,7 +37,7 @@ from deepsad_core.base.threshold import contamination_threshold, flag
 from deepsad_core.detectors.deepsad import DeepSAD, _baseline
 from deepsad_core.detectors.fusion import MEMBERS, fuse, label_weights, labeled_auc, robust_scale, standardise
 from deepsad_core.detectors.knn import fingerprint, same_rows
-from deepsad_core.detectors.label_free import fit_label_free, label_free_raw
+from deepsad_core.detectors.members import LOG_EPS, DeepSADMember, ForestMember, KNNMember, SupervisedMember
 from deepsad_core.detectors.saved import load_ensemble, save_ensemble
 from deepsad_core.detectors.supervised import (
     fit_supervised_member,
@@ -53,7 +53,6 @@ from deepsad_core.model.training import ProgressCallback
 __all__ = ["DEFAULT_PRIOR_WEIGHTS", "MEMBERS", "DeepSADEnsemble"]
 
 DEFAULT_PRIOR_WEIGHTS = (("iforest", 1.0), ("knn", 0.15), ("deepsad", 0.15))
-_LOG_EPS = 1e-12
 
 
 def _of_deepsad(name: str) -> property:
@@ -97,13 +96,11 @@ class DeepSADEnsemble(BaseEstimator):
 
     Attributes
     ----------
+    members_ : dict of str to Member
+        The fitted members (:mod:`deepsad_core.detectors.members`): ``iforest``, ``knn`` (its reference
+        rows, flattened model input), ``deepsad`` and, once there are labels of both kinds, ``supervised``.
     deepsad_ : DeepSAD
         The fitted Deep SAD member (``embed`` gives its latents).
-    iforest_ : IsolationForest
-    reference_ : ndarray of shape (m, n_features)
-        The kNN member's reference rows, flattened model input.
-    supervised_ : LogisticRegression or None
-        Fitted once there are labels of both kinds.
     scales_ : dict of str to (float, float)
         Each member's median and IQR on the training data.
     weights_ : dict of str to float
@@ -180,6 +177,7 @@ class DeepSADEnsemble(BaseEstimator):
 
     # --- what the rest of the house reads from a detector ----------------------------------------
 
+    deepsad_ = property(lambda self: self.members_["deepsad"].model, doc="The fitted Deep SAD member.")
     center_ = _of_deepsad("center_")
     input_shape_ = _of_deepsad("input_shape_")
     n_features_in_ = _of_deepsad("n_features_in_")
@@ -220,21 +218,21 @@ class DeepSADEnsemble(BaseEstimator):
             self.decision_scores_ if same_data else None,
         )
         capped = len(rows) < len(X)
-        if warm_start:
-            iforest, reference, reference_index = self.iforest_, self.reference_, self._reference_index
+        if warm_start:  # the label-free members and the reference stay; Deep SAD continues
+            forest, knn = self.members_["iforest"], self.members_["knn"]
             deepsad = copy.copy(self.deepsad_)  # fit below replaces its attributes: self keeps the old ones
         else:
-            iforest, reference, reference_index = fit_label_free(
-                flat, rows, n_estimators=self.n_estimators, max_reference=self.max_reference, seed=self.seed
+            forest = ForestMember.fit(flat[rows] if capped else flat, n_estimators=self.n_estimators, seed=self.seed)
+            knn = KNNMember.fit(
+                flat, rows, n_neighbors=self.n_neighbors, max_reference=self.max_reference, seed=self.seed
             )
             deepsad = clone(template).set_params(seed=self.seed)
-        k = min(self.n_neighbors, len(reference) - 1)
         if same_data:
             z = {name: self.member_scores_[name] for name in ("iforest", "knn")}
             scales = dict(self.scales_)
         else:
-            own_rows = reference_index if same_rows(flat, reference, reference_index) else None
-            raw = label_free_raw(flat, iforest, reference, k, own_rows)
+            own_rows = knn.reference_index if same_rows(flat, knn.reference, knn.reference_index) else None
+            raw = {"iforest": forest.raw(X), "knn": knn.raw(X, own_rows)}
             scales = {name: robust_scale(raw[name]) for name in raw} if not warm_start else dict(self.scales_)
             z = {name: standardise(raw[name], scales[name]) for name in raw}
         # the expert's labels, once there are any, replace the pseudo-labels
@@ -255,7 +253,7 @@ class DeepSADEnsemble(BaseEstimator):
         else:
             deepsad.fit(X_train, train_targets, epochs=epochs, callback=callback)
         distances = deepsad.decision_function(X) if capped else deepsad.decision_scores_
-        deepsad_raw = np.log(distances + _LOG_EPS)
+        deepsad_raw = np.log(distances + LOG_EPS)
         scales["deepsad"] = robust_scale(deepsad_raw)
         z["deepsad"] = standardise(deepsad_raw, scales["deepsad"])
 
@@ -276,12 +274,9 @@ class DeepSADEnsemble(BaseEstimator):
         weights = {name: w for name, w in weights.items() if w > 0}
         scores = fuse(z, weights)  # a fit always scores on the bounded scale, whatever the model it continues
 
-        self.deepsad_ = deepsad
-        self.iforest_ = iforest
-        self.reference_ = reference
-        self._reference_index = reference_index
-        self.n_neighbors_ = k
-        self.supervised_ = supervised.model if supervised is not None else None
+        self.members_ = {"iforest": forest, "knn": knn, "deepsad": DeepSADMember(deepsad)}
+        if supervised is not None:
+            self.members_["supervised"] = SupervisedMember(supervised.model)
         self.deepsad_prequential_ = prequential
         self.member_scores_ = z
         self._fit_fingerprint = digest
@@ -303,12 +298,7 @@ class DeepSADEnsemble(BaseEstimator):
         return self._member_z(X)
 
     def _member_z(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        flat = X.reshape(len(X), -1)
-        raw = label_free_raw(flat, self.iforest_, self.reference_, self.n_neighbors_)
-        raw["deepsad"] = np.log(self.deepsad_.decision_function(X) + _LOG_EPS)
-        if self.supervised_ is not None:
-            raw["supervised"] = self.supervised_.decision_function(flat)
-        return {name: standardise(raw[name], self.scales_[name]) for name in raw}
+        return {name: standardise(member.raw(X), self.scales_[name]) for name, member in self.members_.items()}
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Fused anomaly scores of shape (n,); higher = more anomalous."""
@@ -340,7 +330,8 @@ class DeepSADEnsemble(BaseEstimator):
         of the data just fitted, from what the fit computed)."""
         self._check_fitted()
         z = self.member_scores_ if X is None else self.member_scores(X)
-        return (z["iforest"] + z["knn"]) / 2
+        free = [name for name, member in self.members_.items() if not member.uses_labels]
+        return sum(z[name] for name in free) / len(free)
 
     def for_next_round(self, *, lr: float, eta: float, max_train_samples: int | None) -> DeepSADEnsemble:
         """A copy to warm-start with a later round's settings (Deep SAD's rate and eta); this one is not changed."""
@@ -372,7 +363,7 @@ class DeepSADEnsemble(BaseEstimator):
 
     def score_batch(self) -> int:
         """Rows per scoring call of a bundle: the kNN member's float64 distance matrix stays near 64 MB."""
-        return max(256, 2**23 // len(self.reference_))
+        return max(256, 2**23 // len(self.members_["knn"].reference))
 
     # --- persistence ----------------------------------------------------------------------------
 

@@ -20,7 +20,6 @@ from torch import nn
 from deepsad_core.base.onnx_writer import onnx_bytes, torchscript_bytes
 from deepsad_core.detectors.forest_graph import FOREST_OUTPUT, forest_decision_nodes
 from deepsad_core.detectors.fusion import MEMBERS, SCORE_BOUND, bounded
-from deepsad_core.detectors.knn import knn_sq_distances
 
 __all__ = [
     "FOREST_INPUT",
@@ -76,7 +75,8 @@ def ensemble_onnx(model: Any) -> bytes:
 class EnsembleScoringNetwork(nn.Module):
     """The ensemble's fused score as one graph: ``(x, IsolationForest decision) -> (score, phi(x))``.
 
-    Each member's raw score, standardised by its median and IQR, weighted, averaged, then
+    Each member's raw score (its own module, :mod:`deepsad_core.detectors.members`), standardised by its
+    median and IQR, weighted, averaged, then
     :func:`~deepsad_core.detectors.fusion.bounded`. The IsolationForest's decision comes in as an input;
     :func:`with_forest` puts the forest's own nodes in front.
     """
@@ -84,34 +84,23 @@ class EnsembleScoringNetwork(nn.Module):
     def __init__(self, model: Any) -> None:
         super().__init__()
         self.net = copy.deepcopy(model.deepsad_.net_).cpu()
-        self.k = model.n_neighbors_
         self.fusion = model.fusion_
-        self.register_buffer("center", torch.as_tensor(np.asarray(model.center_, dtype=np.float32)))
-        self.register_buffer("reference", torch.as_tensor(np.asarray(model.reference_, dtype=np.float64)))
         total = sum(model.weights_.values())
         self.members = [name for name in MEMBERS if name in model.weights_]
+        self.raw = nn.ModuleDict({name: model.members_[name].scoring_module() for name in self.members})
         for name in self.members:
             median, spread = model.scales_[name]
             weight = model.weights_[name] / total
             self.register_buffer(f"{name}_scale", torch.tensor([median, spread, weight], dtype=torch.float64))
-        if "supervised" in self.members:
-            lr = model.supervised_
-            self.register_buffer("coef", torch.as_tensor(lr.coef_[0], dtype=torch.float32))
-            self.register_buffer("intercept", torch.as_tensor(lr.intercept_, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor, iforest_decision: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         latent = self.net(x)
         flat = x.reshape(x.shape[0], -1)
-        raw = {
-            "deepsad": lambda: torch.log(((latent - self.center) ** 2).sum(dim=1) + 1e-12),
-            "iforest": lambda: -iforest_decision.reshape(-1),
-            "knn": lambda: knn_sq_distances(flat, self.reference, self.k),
-            "supervised": lambda: flat @ self.coef + self.intercept,
-        }
         mean = torch.zeros_like(latent[:, 0], dtype=torch.float64)
         for name in self.members:
             median, spread, weight = getattr(self, f"{name}_scale")
-            mean = mean + weight * (raw[name]().double() - median) / spread
+            raw = self.raw[name](x, flat, latent, iforest_decision)
+            mean = mean + weight * (raw.double() - median) / spread
         if "iforest" not in self.members:  # keep the input used, so the graph's signature is fixed
             mean = mean + 0.0 * iforest_decision.reshape(-1)
         return bounded(mean, self.fusion).float(), latent
@@ -120,7 +109,7 @@ class EnsembleScoringNetwork(nn.Module):
 def with_forest(graph: onnx.ModelProto, model: Any) -> onnx.ModelProto:
     """One graph: the IsolationForest's nodes feeding the fused graph's ``iforest_decision``."""
     flatten = onnx.helper.make_node("Flatten", ["input"], ["iforest/input"], axis=1, name="iforest/flatten")
-    nodes, constants = forest_decision_nodes(model.iforest_, "iforest/input")
+    nodes, constants = forest_decision_nodes(model.members_["iforest"].forest, "iforest/input")
     fused = graph.graph
     for node in fused.node:
         node.input[:] = [FOREST_OUTPUT if name == FOREST_INPUT else name for name in node.input]

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.base import clone
 
 from deepsad_core.base.atomic import atomic_folder
+from deepsad_core.detectors.members import DeepSADMember, ForestMember, KNNMember, SupervisedMember
 from deepsad_core.model.networks import NetworkSpec
 
 __all__ = ["ENSEMBLE_FILE", "load_deepsad", "load_ensemble", "save_deepsad", "save_ensemble"]
@@ -99,7 +100,7 @@ def save_ensemble(model: Any, path: str | os.PathLike) -> Path:
         "format": ENSEMBLE_FORMAT,
         "format_version": 1 if model.fusion_ == "exp" else ENSEMBLE_FORMAT_VERSION,  # the version names the scale
         "params": {k: v for k, v in model.get_params(deep=False).items() if k != "deepsad"},
-        "n_neighbors": model.n_neighbors_,
+        "n_neighbors": model.members_["knn"].k,
         "scales": model.scales_,
         "weights": model.weights_,
         "label_auc": model.label_auc_,
@@ -112,9 +113,11 @@ def save_ensemble(model: Any, path: str | os.PathLike) -> Path:
     with atomic_folder(path) as tmp:
         model.deepsad_.save(tmp / "deepsad")
         (tmp / ENSEMBLE_FILE).write_text(json.dumps(config, indent=1))
-        (tmp / _MEMBERS_FILE).write_bytes(sio.dumps({"iforest": model.iforest_, "supervised": model.supervised_}))
-        np.save(tmp / _REFERENCE_FILE, model.reference_)
-        np.save(tmp / "reference_index.npy", model._reference_index)
+        members = model.members_
+        supervised = members["supervised"].model if "supervised" in members else None
+        (tmp / _MEMBERS_FILE).write_bytes(sio.dumps({"iforest": members["iforest"].forest, "supervised": supervised}))
+        np.save(tmp / _REFERENCE_FILE, members["knn"].reference)
+        np.save(tmp / "reference_index.npy", members["knn"].reference_index)
         np.save(tmp / _SCORES_FILE, model.decision_scores_)
         np.save(tmp / _PREQUENTIAL_FILE, model.deepsad_prequential_)
         members = np.stack(list(model.member_scores_.values()), axis=1).astype(np.float32)
@@ -138,12 +141,17 @@ def load_ensemble(cls: type, deepsad_class: type, path: str | os.PathLike, devic
     params["prior_weights"] = tuple(tuple(p) for p in params["prior_weights"])
     model = cls(deepsad=clone(deepsad), **params)
     members = sio.loads((path / _MEMBERS_FILE).read_bytes(), trusted=_TRUSTED_SKOPS_TYPES)
-    model.deepsad_ = deepsad
-    model.iforest_ = members["iforest"]
-    model.supervised_ = members["supervised"]
-    model.reference_ = np.load(path / _REFERENCE_FILE, allow_pickle=False)
-    model._reference_index = np.load(path / "reference_index.npy", allow_pickle=False)
-    model.n_neighbors_ = int(config["n_neighbors"])
+    model.members_ = {
+        "iforest": ForestMember(members["iforest"]),
+        "knn": KNNMember(
+            np.load(path / _REFERENCE_FILE, allow_pickle=False),
+            np.load(path / "reference_index.npy", allow_pickle=False),
+            int(config["n_neighbors"]),
+        ),
+        "deepsad": DeepSADMember(deepsad),
+    }
+    if members["supervised"] is not None:
+        model.members_["supervised"] = SupervisedMember(members["supervised"])
     model.scales_ = {k: tuple(v) for k, v in config["scales"].items()}
     model.weights_ = config["weights"]
     model.label_auc_ = config["label_auc"]

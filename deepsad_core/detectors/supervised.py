@@ -15,7 +15,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from deepsad_core.detectors.fusion import labeled_auc, robust_scale, standardise
 
 __all__ = [
-    "SupervisedMember",
+    "SupervisedFit",
     "fit_logistic",
     "fit_supervised_member",
     "out_of_fold",
@@ -84,8 +84,8 @@ def prequential_scores(semi: np.ndarray, kept: np.ndarray | None, before: np.nda
 
 
 @dataclass(frozen=True)
-class SupervisedMember:
-    """The supervised member as fitted: the model, its ``z`` of every row, its scale and its labeled AUC."""
+class SupervisedFit:
+    """The supervised member as a fit leaves it: the model, its ``z`` of every row, its scale, its labeled AUC."""
 
     model: LogisticRegression
     z: np.ndarray
@@ -93,7 +93,7 @@ class SupervisedMember:
     auc: float | None  # out of fold: in fold it would always look perfect
 
 
-def fit_supervised_member(flat: np.ndarray, ranking: np.ndarray, C: float, seed: int) -> SupervisedMember | None:
+def fit_supervised_member(flat: np.ndarray, ranking: np.ndarray, C: float, seed: int) -> SupervisedFit | None:
     """The logistic regression on the ranking targets (``None`` without both kinds among them)."""
     if not ((ranking == -1).any() and (ranking == 1).any()):
         return None
@@ -104,4 +104,4 @@ def fit_supervised_member(flat: np.ndarray, ranking: np.ndarray, C: float, seed:
     scale = robust_scale(raw)
     oof = out_of_fold(flat[labeled], y, C=C, seed=seed)
     auc = labeled_auc(standardise(oof, scale), np.where(y, -1, 1)) if oof is not None else None
-    return SupervisedMember(model, standardise(raw, scale), scale, auc)
+    return SupervisedFit(model, standardise(raw, scale), scale, auc)

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from deepsad_core.base.threshold import flag
 from deepsad_core.data import load_dataset
 from deepsad_core.data.protocols import scale_like_paper, semisupervised_training_set, split_train_test
-from deepsad_core.detectors.label_free import forest_scores
+from deepsad_core.detectors.members import ForestMember
 from deepsad_core.detectors.supervised import fit_logistic
 from deepsad_core.exceptions import DataError
 from deepsad_core.loop.audit import audit_labels
@@ -220,8 +219,8 @@ def _flat(X: np.ndarray) -> np.ndarray:
 
 def _iforest_auc(setup: SimulationSetup, seed: int) -> float:
     """The zero-label peer: scikit-learn's IsolationForest, 100 trees, on the pool."""
-    forest = IsolationForest(n_estimators=100, random_state=seed).fit(_flat(setup.X_pool))
-    return float(roc_auc_score(setup.truth_test, forest_scores(forest, _flat(setup.X_test))))
+    forest = ForestMember.fit(_flat(setup.X_pool), n_estimators=100, seed=seed)
+    return float(roc_auc_score(setup.truth_test, forest.raw(setup.X_test)))
 
 
 def _supervised_auc(setup: SimulationSetup, semi: np.ndarray) -> float:
