@@ -40,6 +40,10 @@ class DataError(DeepSADError, ValueError):
     """Input data that cannot be used; the message names the file, column or row and the fix."""
 
 
+class ImageOverLimitError(DataError):
+    """An image over a size limit: readable, but not decoded (the loader skips it and says why)."""
+
+
 class ProjectNameError(DeepSADError, ValueError):
     """A project name that makes no usable folder name."""
 

@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from deepsad_core.data.archive import zip_members
 from deepsad_core.data.dataset import Dataset, LoadLimits, LoadReport
 from deepsad_core.data.preprocess import ImagePreprocessor
-from deepsad_core.exceptions import DataError
+from deepsad_core.exceptions import DataError, ImageOverLimitError
 
 __all__ = ["IMAGE_SUFFIXES", "NORMAL_FOLDER_NAMES", "load_images", "open_within_limits"]
 
@@ -38,21 +38,17 @@ def _folder_files(root: Path, limits: LoadLimits) -> list[tuple[str, bytes]]:
     return files
 
 
-class _Refused(ValueError):
-    """An image over a limit: readable, but not decoded."""
-
-
 def open_within_limits(data: bytes, limits: LoadLimits) -> Image.Image:
     """The image opened lazily (size and mode only, nothing decoded), within the per-image limits."""
     image = Image.open(io.BytesIO(data))
     width, height = image.size
     if max(width, height) > limits.max_image_side:
-        raise _Refused(f"{width}x{height} pixels, more than {limits.max_image_side} a side")
+        raise ImageOverLimitError(f"{width}x{height} pixels, more than {limits.max_image_side} a side")
     if width * height > limits.max_image_pixels:
-        raise _Refused(f"{width}x{height} pixels, more than {limits.max_image_pixels / 1e6:.0f} million")
+        raise ImageOverLimitError(f"{width}x{height} pixels, more than {limits.max_image_pixels / 1e6:.0f} million")
     # a photograph compresses a few-fold; a large image that expands hundreds-fold is one colour, a bomb
     if ratio := limits.expansion(_decoded_bytes(image), len(data), limits.ratio_free_image_bytes):
-        raise _Refused(
+        raise ImageOverLimitError(
             f"{width}x{height} pixels from {len(data) / 1e3:.0f} KB expand {ratio:.0f}-fold "
             f"once decoded, more than {limits.max_compression_ratio:.0f}-fold (a decompression bomb)"
         )
@@ -105,7 +101,7 @@ def load_images(
     for member, data in files:
         try:
             headers.append((member, open_within_limits(data, limits)))
-        except _Refused as e:
+        except ImageOverLimitError as e:
             report.skipped_files[member] = f"refused: {e}"
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             report.skipped_files[member] = f"not a readable image ({str(e).strip() or type(e).__name__})"
