@@ -18,11 +18,12 @@ from deepsad_core.exceptions import (
 
 if TYPE_CHECKING:
     from deepsad_core.bundle.read import BundleDetector, load_detector
+    from deepsad_core.detectors.contract import load_model
     from deepsad_core.detectors.deepsad import DeepSAD
     from deepsad_core.exceptions import NotFittedError
     from deepsad_core.model.training import Progress
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BundleDetector",
@@ -36,6 +37,7 @@ __all__ = [
     "WeightTransferError",
     "__version__",
     "load_detector",
+    "load_model",
 ]
 
 _LAZY = {
@@ -44,6 +46,7 @@ _LAZY = {
     "BundleDetector": "deepsad_core.bundle.read",
     "Progress": "deepsad_core.model.training",
     "load_detector": "deepsad_core.bundle.read",
+    "load_model": "deepsad_core.detectors.contract",
 }
 
 
