@@ -7,7 +7,7 @@ It changes nothing it is given: a warm start trains a copy of the previous model
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,7 @@ def run_round(
     on_features: bool = False,
     fitted: bool = False,
     strategy: QueryStrategy | None = None,
-    samples: list[RoundSample] = (),
+    samples: Sequence[RoundSample] = (),
     previous: PreviousRound | None = None,
     truth: np.ndarray | None = None,
     drivers: Drivers | None = None,
@@ -204,7 +204,7 @@ def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarra
 
 
 def estimate_metrics(
-    scores: np.ndarray, threshold: float, semi_targets: np.ndarray, samples: list[RoundSample]
+    scores: np.ndarray, threshold: float, semi_targets: np.ndarray, samples: Sequence[RoundSample]
 ) -> dict[str, float]:
     """The pool's estimated anomaly share, and the estimated recall and precision at ``threshold``, with
     their intervals, flattened to ``est_<name>``, ``est_<name>_low``, ``est_<name>_high`` (empty until

@@ -260,7 +260,9 @@ class RoundWorker:
         return self._cancel.is_set()
 
     def _on_progress(self, p: Progress) -> bool:
-        self._set(phase=p.phase, epoch=p.epoch, epochs=p.epochs, loss=p.loss, seconds_left=p.seconds_left)
+        trained = p.phase == "train" and p.epoch == p.epochs  # the rest of the round follows
+        self._set(phase=p.phase, epoch=p.epoch, epochs=p.epochs, loss=p.loss, seconds_left=p.seconds_left,
+                  message="scoring every sample and choosing the next queue" if trained else "")  # fmt: skip
         return self._cancel.is_set()
 
     def _row(self, status, started_at, t0, semi, config, metrics=None, error=None) -> dict:
