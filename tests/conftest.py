@@ -14,7 +14,7 @@ import torch
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "deepsad-studio" / "numba"))
 
 # two test workers would fight over the 2 cores; one torch thread per process keeps timings sane
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, torch.get_num_threads())))
 
 
 @pytest.fixture(scope="session")
