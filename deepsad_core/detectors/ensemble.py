@@ -24,6 +24,7 @@ its scores before each label was given), so members that the labels contradict d
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ from deepsad_core.base.labels import training_rows
 from deepsad_core.base.threshold import contamination_threshold, flag
 from deepsad_core.detectors.deepsad import DeepSAD, _baseline
 from deepsad_core.detectors.fusion import MEMBERS, fuse, label_weights, labeled_auc, robust_scale, standardise
-from deepsad_core.detectors.knn import fingerprint, same_rows
+from deepsad_core.detectors.knn import same_rows
 from deepsad_core.detectors.members import LOG_EPS, DeepSADMember, ForestMember, KNNMember, SupervisedMember
 from deepsad_core.detectors.saved import load_ensemble, save_ensemble
 from deepsad_core.detectors.supervised import (
@@ -207,7 +208,7 @@ class DeepSADEnsemble(BaseEstimator):
         X = (self.deepsad_ if warm_start else template)._validate_X(X, reset=not warm_start)
         semi = DeepSAD._validate_semi_targets(semi_targets, len(X))
         flat = X.reshape(len(X), -1)
-        digest = fingerprint(X)
+        digest = _fingerprint(X)
         # the same data again: the label-free members' scores stand, and Deep SAD's say what it thought
         same_data = warm_start and getattr(self, "_fit_fingerprint", None) == digest
         fit_number = getattr(self, "n_fits_", 0) if warm_start else 0
@@ -375,3 +376,10 @@ class DeepSADEnsemble(BaseEstimator):
     def load(cls, path: str | os.PathLike, device: str = "auto") -> DeepSADEnsemble:
         """Load an ensemble written by :meth:`save`; skops admits only the types an IsolationForest needs."""
         return load_ensemble(cls, DeepSAD, path, device)
+
+
+def _fingerprint(X: np.ndarray) -> str:
+    """A digest of the data: a warm start on the same data may keep what the last fit computed on it."""
+    digest = hashlib.blake2b(str(X.shape).encode(), digest_size=16)
+    digest.update(np.ascontiguousarray(X).data)
+    return digest.hexdigest()

@@ -7,12 +7,10 @@ whose rows repeat a fair part of the member's spread.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import torch
 
-__all__ = ["fingerprint", "knn_scores", "knn_sq_distances", "nearest_sq", "same_rows"]
+__all__ = ["knn_scores", "knn_sq_distances", "nearest_sq", "same_rows"]
 
 _BATCH_VALUES = 2**23  # distances held at once while scoring (64 MB of float64)
 
@@ -51,13 +49,6 @@ def knn_scores(flat: np.ndarray, reference: np.ndarray, k: int, reference_index:
                 nearest = nearest_sq(X[part].double(), ref, k + skip)[:, skip:]
                 out[part] = nearest.mean(1).numpy()
     return out
-
-
-def fingerprint(X: np.ndarray) -> str:
-    """A digest of the data: a warm start on the same data may keep what the last fit computed on it."""
-    digest = hashlib.blake2b(str(X.shape).encode(), digest_size=16)
-    digest.update(np.ascontiguousarray(X).data)
-    return digest.hexdigest()
 
 
 def same_rows(flat: np.ndarray, reference: np.ndarray, index: np.ndarray) -> bool:

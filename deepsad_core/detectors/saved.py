@@ -120,8 +120,8 @@ def save_ensemble(model: Any, path: str | os.PathLike) -> Path:
         np.save(tmp / "reference_index.npy", members["knn"].reference_index)
         np.save(tmp / _SCORES_FILE, model.decision_scores_)
         np.save(tmp / _PREQUENTIAL_FILE, model.deepsad_prequential_)
-        members = np.stack(list(model.member_scores_.values()), axis=1).astype(np.float32)
-        np.save(tmp / _MEMBER_SCORES_FILE, members)
+        stacked = np.stack(list(model.member_scores_.values()), axis=1).astype(np.float32)
+        np.save(tmp / _MEMBER_SCORES_FILE, stacked)
     return Path(path)
 
 

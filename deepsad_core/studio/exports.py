@@ -17,10 +17,9 @@ from deepsad_core.base.threshold import ThresholdChoice, flag
 from deepsad_core.data import load_dataset, read_any_table
 from deepsad_core.loop.estimates import estimate_pool
 from deepsad_core.model.backbone import load_backbone
+from deepsad_core.studio.layout import EXPORTS_DIR
 
 __all__ = ["ProjectExports"]
-
-_EXPORTS = "exports"
 
 
 class ProjectExports:
@@ -52,7 +51,7 @@ class ProjectExports:
         # the model itself says what it was trained on: images' features (1-D input) or the images
         on_features = len(model.input_shape_) == 1 and len(self.meta["input_shape"]) == 3
         if out is None:
-            out, force = self.path / _EXPORTS / f"round-{number:04d}.zip", True
+            out, force = self.path / EXPORTS_DIR / f"round-{number:04d}.zip", True
         out = Path(out)
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(len(self), min(1000, len(self)), replace=False))

@@ -17,11 +17,10 @@ from deepsad_core.loop.audit import Doubt, StopHint, audit_labels
 from deepsad_core.loop.estimates import PoolEstimates, estimate_pool, suggest_threshold
 from deepsad_core.model.backbone import extract_features, feature_cache, load_backbone
 from deepsad_core.model.explain import attributions, top_features
+from deepsad_core.studio.layout import DATA_DIR
 from deepsad_core.studio.round_view import RoundView
 
 __all__ = ["ProjectInsights"]
-
-_DATA = "data"
 
 
 class ProjectInsights:
@@ -62,7 +61,7 @@ class ProjectInsights:
     def X_for(self, view: RoundView) -> np.ndarray:
         """The input the round's model learned on: the data, or the backbone features it was trained on."""
         key = view.metrics.get("features_key")
-        cached = feature_cache(self.path / _DATA, key) if key else None
+        cached = feature_cache(self.path / DATA_DIR, key) if key else None
         return np.load(cached, mmap_mode="r") if cached is not None and cached.exists() else self.X
 
     def explain(self, sample_idx: int, k: int = 3) -> list[tuple[str, Any, float]] | np.ndarray:

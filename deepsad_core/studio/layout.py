@@ -16,9 +16,11 @@ import numpy as np
 from deepsad_core.base.atomic import atomic_file
 from deepsad_core.studio.store import ProjectStore
 
-__all__ = ["LAYOUT_VERSION", "migrate"]
+__all__ = ["DATA_DIR", "DB_FILE", "EXPORTS_DIR", "LAYOUT_VERSION", "ROUNDS_DIR", "ROUND_LOCK", "migrate"]
 
 LAYOUT_VERSION = 2
+# a project folder's parts (the folder tree is in docs/architecture.md)
+DB_FILE, DATA_DIR, ROUNDS_DIR, EXPORTS_DIR, ROUND_LOCK = "project.db", "data", "rounds", "exports", "round.lock"
 _KEY = "layout_version"
 
 

@@ -44,14 +44,11 @@ from deepsad_core.loop.settings import RoundConfig
 from deepsad_core.model.backbone import FeatureExtractor
 from deepsad_core.studio.exports import ProjectExports
 from deepsad_core.studio.insights import ProjectInsights
-from deepsad_core.studio.layout import migrate
+from deepsad_core.studio.layout import DATA_DIR, DB_FILE, EXPORTS_DIR, ROUND_LOCK, ROUNDS_DIR, migrate
 from deepsad_core.studio.round_view import RoundView
 from deepsad_core.studio.store import ProjectStore, now
 
 __all__ = ["Project", "RoundView", "slugify"]
-
-_DB, _DATA, _ROUNDS, _EXPORTS = "project.db", "data", "rounds", "exports"
-_ROUND_LOCK = "round.lock"
 
 
 def slugify(name: str) -> str:
@@ -92,7 +89,7 @@ class Project(ProjectInsights, ProjectExports):
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.store = ProjectStore(self.path / _DB)
+        self.store = ProjectStore(self.path / DB_FILE)
         self._models: dict[int, Any] = {}  # the current round's model, for explanations
 
     # --- creating and opening ---------------------------------------------------------------------
@@ -113,7 +110,7 @@ class Project(ProjectInsights, ProjectExports):
             raise FileExistsError(f"a project named '{path.name}' already exists in {workspace}; choose another name")
         # build the whole project under a temporary name: a crash leaves no half-made project behind
         with atomic_folder(path, replace=False) as tmp:
-            data = tmp / _DATA
+            data = tmp / DATA_DIR
             data.mkdir()
             np.save(data / "X.npy", dataset.X)
             if dataset.kind == "image":
@@ -121,9 +118,9 @@ class Project(ProjectInsights, ProjectExports):
             else:
                 dataset.raw.to_parquet(data / "raw.parquet", index=False)
             (data / "preprocessor.json").write_text(json.dumps(dataset.preprocessor.to_dict()))
-            (tmp / _ROUNDS).mkdir()
-            (tmp / _EXPORTS).mkdir()
-            store = ProjectStore(tmp / _DB)
+            (tmp / ROUNDS_DIR).mkdir()
+            (tmp / EXPORTS_DIR).mkdir()
+            store = ProjectStore(tmp / DB_FILE)
             store.add_samples(dataset.ids, dataset.truth)
             store.set_meta(
                 {
@@ -141,8 +138,8 @@ class Project(ProjectInsights, ProjectExports):
     @classmethod
     def open(cls, path: str | os.PathLike) -> Project:
         path = Path(path)
-        if not (path / _DB).is_file() or not (path / _DATA / "X.npy").is_file():
-            raise DataError(f"{path} is not a DeepSAD Studio project (no {_DB} or data/X.npy)")
+        if not (path / DB_FILE).is_file() or not (path / DATA_DIR / "X.npy").is_file():
+            raise DataError(f"{path} is not a DeepSAD Studio project (no {DB_FILE} or data/X.npy)")
         project = cls(path)
         project._discard_unfinished_rounds()
         migrate(project.rounds_dir, project.store)  # once: folders of earlier releases to today's layout
@@ -159,7 +156,7 @@ class Project(ProjectInsights, ProjectExports):
         workspace = Path(workspace)
         if not workspace.is_dir():
             return []
-        found = [p for p in workspace.iterdir() if (p / _DB).is_file() and not p.name.startswith(".")]
+        found = [p for p in workspace.iterdir() if (p / DB_FILE).is_file() and not p.name.startswith(".")]
         return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
     # --- data ---------------------------------------------------------------------------------------
@@ -179,11 +176,11 @@ class Project(ProjectInsights, ProjectExports):
     @cached_property
     def X(self) -> np.ndarray:
         """Model input for every sample, memory-mapped read-only."""
-        return np.load(self.path / _DATA / "X.npy", mmap_mode="r")
+        return np.load(self.path / DATA_DIR / "X.npy", mmap_mode="r")
 
     @cached_property
     def preprocessor(self) -> TabularPreprocessor | ImagePreprocessor:
-        return preprocessor_from_dict(json.loads((self.path / _DATA / "preprocessor.json").read_text()))
+        return preprocessor_from_dict(json.loads((self.path / DATA_DIR / "preprocessor.json").read_text()))
 
     @cached_property
     def sample_ids(self) -> np.ndarray:
@@ -192,13 +189,13 @@ class Project(ProjectInsights, ProjectExports):
     @cached_property
     def raw(self) -> pd.DataFrame | None:
         """Tables: the rows as read, for display."""
-        path = self.path / _DATA / "raw.parquet"
+        path = self.path / DATA_DIR / "raw.parquet"
         return pd.read_parquet(path) if path.exists() else None
 
     @cached_property
     def pixels(self) -> np.ndarray | None:
         """Images: uint8 ``(n, H, W, C)`` at the working size, for display."""
-        path = self.path / _DATA / "pixels.npy"
+        path = self.path / DATA_DIR / "pixels.npy"
         return np.load(path, mmap_mode="r") if path.exists() else None
 
     def model_input(self, config: RoundConfig, progress=None) -> tuple[np.ndarray, FeatureExtractor | None]:
@@ -209,7 +206,7 @@ class Project(ProjectInsights, ProjectExports):
         and kept in ``data/features-<key>.npy``; the key changes with the backbone's name, weights or
         input size, so another backbone never reads features that are not its own.
         """
-        X, extractor = model_input(self.X, config, progress, cache=self.path / _DATA)
+        X, extractor = model_input(self.X, config, progress, cache=self.path / DATA_DIR)
         return np.asarray(X), extractor
 
     def truth(self) -> np.ndarray | None:
@@ -281,7 +278,7 @@ class Project(ProjectInsights, ProjectExports):
 
     @property
     def rounds_dir(self) -> Path:
-        return self.path / _ROUNDS
+        return self.path / ROUNDS_DIR
 
     def round_path(self, number: int) -> Path:
         return self.rounds_dir / f"{number:04d}"
@@ -315,7 +312,7 @@ class Project(ProjectInsights, ProjectExports):
         """Held while a round runs: one round at a time per project, across processes too (two app
         servers on one workspace, the CLI beside the app). Raises :class:`RoundBusyError` at once when
         another process holds it. The lock is the OS's (``flock``): a killed process releases it."""
-        with open(self.path / _ROUND_LOCK, "a+b") as handle:
+        with open(self.path / ROUND_LOCK, "a+b") as handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
