@@ -15,14 +15,14 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["ONNX_OPSET", "exporting", "onnx_bytes", "torchscript_bytes"]
+__all__ = ["ONNX_OPSET", "onnx_bytes", "torchscript_bytes"]
 
 ONNX_OPSET = 17
 _EXPORTER_LOCK = threading.Lock()
 
 
 @contextmanager
-def exporting() -> Iterator[None]:
+def _exporting() -> Iterator[None]:
     """Hold the exporter lock, without grad, with the exporters' deprecation chatter silenced (it is not
     the user's business)."""
     with _EXPORTER_LOCK, warnings.catch_warnings(), torch.no_grad():
@@ -41,7 +41,7 @@ def onnx_bytes(
     and output gets a dynamic batch axis unless ``dynamic_axes`` says otherwise."""
     buffer = io.BytesIO()
     axes = dynamic_axes if dynamic_axes is not None else {name: {0: "n"} for name in [*inputs, *outputs]}
-    with exporting():
+    with _exporting():
         torch.onnx.export(
             module.eval(),
             examples,
@@ -58,6 +58,6 @@ def onnx_bytes(
 def torchscript_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
     """``module`` traced on ``example`` and saved as TorchScript."""
     buffer = io.BytesIO()
-    with exporting():
+    with _exporting():
         torch.jit.save(torch.jit.trace(module.eval(), example), buffer)
     return buffer.getvalue()

@@ -26,7 +26,7 @@ from torch import nn
 
 from deepsad_core.detectors.knn import knn_scores, knn_sq_distances
 
-__all__ = ["LOG_EPS", "DeepSADMember", "ForestMember", "KNNMember", "Member", "SupervisedMember", "forest_scores"]
+__all__ = ["LOG_EPS", "DeepSADMember", "ForestMember", "KNNMember", "Member", "SupervisedMember"]
 
 LOG_EPS = 1e-12  # Deep SAD's distance is logged: 0 must stay finite
 
@@ -48,11 +48,6 @@ class Member(Protocol):
 
 def _flat(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1)
-
-
-def forest_scores(forest: IsolationForest, flat: np.ndarray) -> np.ndarray:
-    """An IsolationForest's anomaly scores, pointing the ensemble's way (scikit-learn's: higher = normal)."""
-    return -forest.decision_function(flat)
 
 
 class _ForestRaw(nn.Module):
@@ -100,7 +95,7 @@ class ForestMember:
         return cls(IsolationForest(n_estimators=n_estimators, random_state=seed).fit(flat))
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        return forest_scores(self.forest, _flat(X))
+        return -self.forest.decision_function(_flat(X))  # scikit-learn's points the other way: higher = normal
 
     def scoring_module(self) -> nn.Module:
         return _ForestRaw()
