@@ -144,8 +144,13 @@ def render_settings(project: Project) -> None:
             "most_anomalous": m1.slider("Most anomalous", 0.0, 1.0, config.mix.get("most_anomalous", 0.0)),
             "most_uncertain": m2.slider("Most uncertain", 0.0, 1.0, config.mix.get("most_uncertain", 0.0)),
             "diverse": m3.slider("Diverse", 0.0, 1.0, config.mix.get("diverse", 0.0)),
-            "random": m4.slider("Random", 0.0, 1.0, config.mix.get("random", 0.0)),
+            "check": m4.slider(
+                "Check samples", 0.0, 1.0, config.mix.get("check", 0.0),
+                help="Drawn at random with a known chance: the estimates over all samples rest on them",
+            ),
         }
+        if config.mix.get("random"):  # a project saved with the uniform random part keeps it
+            mix["random"] = config.mix["random"]
         if st.form_submit_button("Save settings"):
             if sum(mix.values()) <= 0:
                 mix = dict(DEFAULT_MIX)

@@ -3,7 +3,18 @@
 import numpy as np
 import pytest
 
-from deepsad_core.loop.query import STRATEGIES, Diverse, Hybrid, MostAnomalous, MostUncertain, QueryPool, make_strategy
+from deepsad_core.loop.query import (
+    DEFAULT_MIX,
+    STRATEGIES,
+    CheckSample,
+    Diverse,
+    Hybrid,
+    MostAnomalous,
+    MostUncertain,
+    QueryPool,
+    check_inclusion,
+    make_strategy,
+)
 
 
 @pytest.fixture
@@ -101,19 +112,54 @@ def test_unknown_names_are_refused():
         make_strategy("hybrid", {"psychic": 1.0})
 
 
-def test_the_default_queue_leads_with_diversity_and_keeps_the_top_scores_as_most_anomalous(pool):
+def test_the_default_queue_has_every_part_and_keeps_the_top_scores_as_most_anomalous(pool):
     picks = make_strategy("hybrid").query(pool, 20, np.random.default_rng(0))
-    by_part = {name: [p.index for p in picks if p.strategy == name] for name in STRATEGIES[:4]}
+    by_part = {name: [p.index for p in picks if p.strategy == name] for name in DEFAULT_MIX}
     assert {name: len(idx) for name, idx in by_part.items()} == {
-        "most_anomalous": 4, "most_uncertain": 2, "diverse": 10, "random": 4,
+        "most_anomalous": 4, "diverse": 6, "most_uncertain": 2, "check": 8,
     }  # fmt: skip
     free = pool.unlabeled()
     top4 = free[np.argsort(-pool.scores[free])[:4]]
-    assert sorted(by_part["most_anomalous"]) == sorted(top4.tolist())  # the section the expert reads first
+    assert sorted(by_part["most_anomalous"]) == sorted(top4.tolist())
+    assert picks[0].index == top4[0]  # the first card is the highest score
+
+
+def test_the_queue_interleaves_its_parts_so_the_first_cards_hold_some_of_each(pool):
+    picks = make_strategy("hybrid").query(pool, 20, np.random.default_rng(0))
+    first = [p.strategy for p in picks[:10]]
+    assert {name: first.count(name) for name in DEFAULT_MIX} == {
+        "most_anomalous": 2, "diverse": 3, "most_uncertain": 1, "check": 4,
+    }  # fmt: skip
+    assert "check" in first[:4]  # not a last section that an expert who labels the top never reaches
 
 
 def test_a_hybrid_fills_its_parts_in_one_order_however_the_mix_is_written(pool):
-    written = {"random": 0.2, "most_uncertain": 0.1, "diverse": 0.5, "most_anomalous": 0.2}
+    written = {"check": 0.4, "most_uncertain": 0.1, "diverse": 0.3, "most_anomalous": 0.2}
     as_default = make_strategy("hybrid").query(pool, 20, np.random.default_rng(0))
     reordered = make_strategy("hybrid", written).query(pool, 20, np.random.default_rng(0))
     assert reordered == as_default
+
+
+def test_check_inclusion_probabilities_sum_to_the_draw_favour_the_top_and_leave_no_band_out():
+    chance = check_inclusion(1000, 8)
+    assert chance.sum() == pytest.approx(8) and (chance > 0).all() and (chance <= 1).all()
+    assert chance[0] == pytest.approx(8 * 0.3 / 50) and chance[-1] == pytest.approx(8 * 0.2 / 500)
+    small = check_inclusion(12, 10)  # caps at 1, the excess spread over the rest
+    assert small.max() == 1 and small.sum() == pytest.approx(10)
+
+
+def test_check_samples_are_drawn_as_often_as_their_recorded_chance_says(pool):
+    """Over many draws, each sample is picked about as often as its inclusion probability: what the
+    estimates over the pool rest on."""
+    counts = np.zeros(len(pool.scores))
+    chance = np.zeros(len(pool.scores))
+    draws = 3000
+    for seed in range(draws):
+        for pick in CheckSample().query(pool, 6, np.random.default_rng(seed)):
+            counts[pick.index] += 1
+            chance[pick.index] = pick.inclusion
+    seen = chance > 0
+    expected = chance[seen] * draws
+    assert np.abs(counts[seen] - expected).max() < 5 * np.sqrt(expected.max()) + 5
+    free = pool.unlabeled()
+    assert seen.sum() == len(free)  # every unlabeled sample can be drawn

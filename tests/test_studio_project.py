@@ -271,20 +271,23 @@ def test_the_suggested_threshold_is_estimated_over_all_images_not_the_labels(tmp
     truth = project.truth()
     worker = RoundWorker(project)
     assert worker.run().state == "done"
-    assert project.estimates() is None and project.suggested_threshold() is None  # no random pick answered yet
-    for budget in (20, 16):
-        queue = sorted(project.current_round().queue, key=lambda q: q["strategy"] != "random")[:budget]
-        for q in queue:
+    assert project.estimates() is None and project.suggested_threshold() is None  # no check sample answered yet
+    assert project.current_round().threshold.method == "score_distribution"
+    for _ in range(3):  # an expert who labels the first 12 cards of each queue, as the Label page shows them
+        for q in project.current_round().queue[:12]:
             project.label(q["index"], "anomalous" if truth[q["index"]] else "normal")
         assert worker.run().state == "done"
     assert len(project.labels()) == 36
     found = project.suggested_threshold()
-    scores = project.current_round().scores
+    current = project.current_round()
+    scores = current.scores
+    assert current.threshold.method == "estimated_f1" and current.threshold.value == found.threshold
     flagged = scores > found.threshold
+    assert 0.5 * truth.sum() <= flagged.sum() <= 2 * truth.sum(), (flagged.sum(), truth.sum())
     true_recall = (flagged & (truth == 1)).sum() / truth.sum()
     assert found.recall.holds(true_recall), (found.recall, true_recall)
     assert found.prevalence.holds(truth.mean()), (found.prevalence, truth.mean())
-    assert found.random_labels == 8  # the queue's random part: four a round
+    assert found.check_labels >= 10  # the check samples among the first cards of each queue
     assert "est_recall" in project.current_round().metrics  # the Rounds page's figures
     heat = project.explain(int(np.argmax(scores)))  # through the backbone, patch by patch
     assert heat.shape == (32, 32) and np.isfinite(heat).all() and heat.max() > 0

@@ -43,9 +43,9 @@ def test_a_round_persists_scores_queue_map_and_metrics(project):
     r = project.current_round()
     assert r.scores.shape == (330,) and r.latents.shape[0] == 330
     assert len(r.queue) == 8
-    assert {q["strategy"] for q in r.queue} <= {"most_anomalous", "most_uncertain", "diverse", "random"}
+    assert {q["strategy"] for q in r.queue} <= {"most_anomalous", "most_uncertain", "diverse", "check"}
     assert r.map_coords().shape == (330, 2)
-    assert r.threshold.method == "contamination"
+    assert r.threshold.method == "score_distribution"  # no check sample answered yet
     metrics = r.metrics
     assert metrics["n_labels"] == 0 and 0 <= metrics["auc"] <= 1
     assert isinstance(load_model(r.path / "model"), DeepSADEnsemble)  # the default detector
@@ -68,13 +68,18 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     )  # the label-free members kept
     assert [h["phase"] for h in m1.history_ if h["fit"] == 1] == ["train"] * FAST.epochs_per_round
     assert not set(q["index"] for q in second.queue) & set(picked[:6])  # labeled samples are not queued again
-    assert second.threshold.method == "best_f1"
-    # what the next steps read: the random design, label-free scores for the audit, the stopping hint
-    random_picks = [q for q in first.queue if q["strategy"] == "random"]
-    assert first.sample().random_picks.tolist() == [q["index"] for q in random_picks]
-    assert all(q["inclusion"] == 1.0 for q in first.queue if q["strategy"] != "random")
-    assert all(0 < q["inclusion"] < 1 for q in random_picks)
+    checks = [q for q in first.queue if q["strategy"] == "check"]
+    answered = [q for q in checks if q["index"] in picked[:6]]
+    assert second.threshold.method == ("estimated_f1" if answered else "score_distribution")
+    # what the next steps read: the check draw, label-free scores for the audit, held-out scores for
+    # the estimates, the stopping hint
+    assert first.sample().picks.tolist() == [q["index"] for q in checks]
+    assert first.sample().inclusion.tolist() == [q["inclusion"] for q in checks]
+    assert all(q["inclusion"] == 1.0 for q in first.queue if q["strategy"] != "check")
+    assert all(0 < q["inclusion"] < 1 for q in checks)
     assert np.load(second.path / "label_free.npy").shape == (330,)
+    held_out = second.held_out
+    assert held_out.shape == (330,) and (held_out[second.scores != held_out] != 0).all()
     hint = project.stop_hint()  # against round 0: how the ranks moved, how many answers it had foreseen
     assert hint.rank_correlation == pytest.approx(spearmanr(first.scores, second.scores).statistic)
     foreseen = first.scores[picked[:6]] > first.threshold.value

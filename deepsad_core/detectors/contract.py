@@ -66,6 +66,11 @@ class TrainableDetector(AnomalyDetector, Protocol):
         callback: ProgressCallback | None = None,
     ) -> Self: ...
 
+    def held_out_scores(self) -> np.ndarray:
+        """The last fit's scores of its data, each labeled sample as a view that had not seen its label
+        scores it (where the detector keeps one): what estimates over the pool may trust."""
+        ...
+
     def for_next_round(self, *, lr: float, eta: float, max_train_samples: int | None) -> Self: ...
 
     def scoring_graph(self) -> bytes:

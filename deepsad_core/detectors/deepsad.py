@@ -316,6 +316,12 @@ class DeepSAD(BaseEstimator):
         self._check_fitted()
         return self.decision_scores_ if X is None else self.decision_function(X)
 
+    def held_out_scores(self) -> np.ndarray:
+        """The fit's scores of its data; a lone Deep SAD keeps no view that had not seen a label, so its
+        labeled samples are scored as it learned them."""
+        self._check_fitted()
+        return self.decision_scores_
+
     def for_next_round(self, *, lr: float, eta: float, max_train_samples: int | None) -> DeepSAD:
         """A copy to warm-start with a later round's settings; this model is not changed."""
         self._check_fitted()

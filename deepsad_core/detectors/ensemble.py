@@ -274,6 +274,10 @@ class DeepSADEnsemble(BaseEstimator):
             weights = {name: float(w) for name, w in self.prior_weights if w > 0}
         weights = {name: w for name, w in weights.items() if w > 0}
         scores = fuse(z, weights)  # a fit always scores on the bounded scale, whatever the model it continues
+        held_out = dict(z)  # each labeled sample as the members that had not seen its label score it
+        held_out["deepsad"] = np.where(seen, prequential, z["deepsad"])
+        if supervised is not None and supervised.held_out_z is not None:
+            held_out["supervised"] = np.where(np.isnan(supervised.held_out_z), supervised.z, supervised.held_out_z)
 
         self.members_ = {"iforest": forest, "knn": knn, "deepsad": DeepSADMember(deepsad)}
         if supervised is not None:
@@ -287,6 +291,7 @@ class DeepSADEnsemble(BaseEstimator):
         self.weights_ = weights
         self.fusion_ = "bounded"
         self.decision_scores_ = scores
+        self.held_out_scores_ = fuse(held_out, weights)
         self.threshold_ = contamination_threshold(scores, self.contamination)
         return self
 
@@ -333,6 +338,15 @@ class DeepSADEnsemble(BaseEstimator):
         z = self.member_scores_ if X is None else self.member_scores(X)
         free = [name for name, member in self.members_.items() if not member.uses_labels]
         return sum(z[name] for name in free) / len(free)
+
+    def held_out_scores(self) -> np.ndarray:
+        """The fit's scores of its data, each labeled sample scored as no member that learned its label
+        would: the supervised member from the folds that left it out, Deep SAD as it scored the sample
+        at the fit before its label (label-free members as they are). What the estimates over the pool
+        place check samples by (:mod:`deepsad_core.loop.estimates`); a model loaded from disk has only
+        its scores."""
+        self._check_fitted()
+        return getattr(self, "held_out_scores_", self.decision_scores_)
 
     def for_next_round(self, *, lr: float, eta: float, max_train_samples: int | None) -> DeepSADEnsemble:
         """A copy to warm-start with a later round's settings (Deep SAD's rate and eta); this one is not changed."""

@@ -85,12 +85,14 @@ def prequential_scores(semi: np.ndarray, kept: np.ndarray | None, before: np.nda
 
 @dataclass(frozen=True)
 class SupervisedFit:
-    """The supervised member as a fit leaves it: the model, its ``z`` of every row, its scale, its labeled AUC."""
+    """The supervised member as a fit leaves it: the model, its ``z`` of every row, its scale, its labeled
+    AUC, and its ``z`` of each labeled row from the folds that did not train on it (NaN elsewhere)."""
 
     model: LogisticRegression
     z: np.ndarray
     scale: tuple[float, float]
     auc: float | None  # out of fold: in fold it would always look perfect
+    held_out_z: np.ndarray | None = None
 
 
 def fit_supervised_member(flat: np.ndarray, ranking: np.ndarray, C: float, seed: int) -> SupervisedFit | None:
@@ -103,5 +105,9 @@ def fit_supervised_member(flat: np.ndarray, ranking: np.ndarray, C: float, seed:
     raw = model.decision_function(flat)
     scale = robust_scale(raw)
     oof = out_of_fold(flat[labeled], y, C=C, seed=seed)
-    auc = labeled_auc(standardise(oof, scale), np.where(y, -1, 1)) if oof is not None else None
-    return SupervisedFit(model, standardise(raw, scale), scale, auc)
+    if oof is None:
+        return SupervisedFit(model, standardise(raw, scale), scale, None)
+    held_out = np.full(len(flat), np.nan)
+    held_out[labeled] = standardise(oof, scale)
+    auc = labeled_auc(held_out[labeled], np.where(y, -1, 1))
+    return SupervisedFit(model, standardise(raw, scale), scale, auc, held_out)

@@ -1,27 +1,28 @@
 """Honest estimates from the labels: the pool's anomaly share, and recall and precision at a threshold.
 
-The labeled samples are not a fair sample of the pool: the queue picks the most anomalous, the
-most uncertain and the most unusual on purpose. Only its random part is a probability sample. Each
-round's queue is read as a survey design: the samples labeled before the queue was made and the
-other parts' picks are known exactly (inclusion probability 1); the random part drew uniformly from
-everything else, the round's *frame* (inclusion probability picks / frame size).
+The labeled samples are not a fair sample of the pool: most of the queue picks the most anomalous,
+the most uncertain and the most unusual on purpose. Its check samples are drawn at random with a
+known chance each (:class:`~deepsad_core.loop.query.CheckSample`), and the estimates rest on them.
+Each round's queue is read as a survey design: the samples labeled before it and its chosen picks
+are outside the draw; the check draw came from everything else, the round's *frame*. When the expert
+answers only some check samples of a queue (the first cards), those answered are a random part of
+the draw (the queue shows them in random order), so each one's chance is scaled by the share answered.
 
-Every count over the pool is split by whether the current detector flags a sample (its scores are
-known for all): known anomalies there, plus the unknown samples there times the anomaly rate of that
-part. Each part's rate comes from every round's random picks that fall in it (a Beta posterior): a
-random pick drawn from a frame speaks for the samples still unknown, as they were all in it. In the
-part not flagged the prior is Jeffreys'; a model of "anomalous" from the score, fitted on the queue's
-labels, puts too few anomalies among low scores, which the queue rarely labels. Few random picks land
-in the flagged part, whose samples the queue mostly labels on purpose; there the prior is a logistic
-model of "anomalous" on the log-score, fitted on every label (the queue chooses by score, so given
-the score the choice does not bias it), worth two random picks. Rounds are combined with weights
-that do not look at the labels (random picks / unknown samples squared). Intervals are percentiles
-of draws from the posterior predictive: a rate from each posterior, then a whole number of unknown
-anomalies from it (so "none missed" is a possible answer).
+Every count over the pool is split by score bands at the threshold: the flagged samples, then the
+rest down to the median score, then the bottom half. In each band: the anomalies known now, plus the
+unknown samples there times the band's anomaly rate. The rate is a Beta posterior from the check
+labels that fall in the band, weighted by one over their chance (their effective number, as in survey
+intervals for small samples, Korn and Graubard 1998), on top of a prior from a logistic model of
+"anomalous" on the log-score fitted on every label (the queue chooses by score, so given the score
+the choice biases it little), worth :data:`MODEL_PRIOR` check labels. Intervals are percentiles of
+draws from the posterior predictive: a rate per band, then a whole number of unknown anomalies from
+it (so "none missed" is a possible answer).
 
-Assumptions, in words: the expert answers the random picks that were queued (an unanswered one is
-treated as not drawn), the random part's near-duplicate filter is ignored, and labels given outside
-the queue (the map's lasso) count as known for later rounds only.
+Before any check sample is answered there is no fair sample; :func:`label_free_prevalence` then says
+from the score distribution alone what share of the pool lies far above the bulk, as a rough guide.
+
+Assumptions, in words: the expert's answers to the check samples do not depend on which ones they
+are, and labels given outside the queue (the map's lasso) count as known for later rounds only.
 """
 
 from __future__ import annotations
@@ -31,38 +32,63 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from deepsad_core.base.threshold import flag
+from deepsad_core.base.threshold import ThresholdChoice, choose_threshold, contamination_threshold, flag
 
-__all__ = ["Estimate", "PoolEstimates", "RoundSample", "estimate_pool", "round_sample", "suggest_threshold"]
+__all__ = [
+    "Estimate",
+    "PoolEstimates",
+    "RoundSample",
+    "THRESHOLD_METHODS",
+    "choose_round_threshold",
+    "estimate_pool",
+    "label_free_prevalence",
+    "round_sample",
+    "suggest_threshold",
+]
 
 LEVEL = 0.9
 DRAWS = 4000
-MODEL_PRIOR = 2.0  # the score model's rate, worth two random picks, in the flagged part (few random picks land there)
-JEFFREYS = 1.0  # Beta(1/2, 1/2) in the part not flagged: its random picks decide (the score model misjudges it)
+MODEL_PRIOR = 2.0  # the score model's rate in a band is worth this many check labels
+FEW_BELOW = 5  # below this many check labels under the threshold, the recall's upper end is not shown
+SAMPLED_PARTS = ("check", "random")  # the queue's parts that draw at random (deepsad_core.loop.query)
 
 
 @dataclass(frozen=True)
 class RoundSample:
-    """What one round's queue drew at random: its frame (bool mask over the pool) and its random picks."""
+    """What one round's queue drew at random: its frame (bool mask over the pool), its check picks and
+    each one's inclusion probability."""
 
     frame: np.ndarray
-    random_picks: np.ndarray
+    picks: np.ndarray
+    inclusion: np.ndarray
 
     def to_dict(self) -> dict:
-        return {"frame": np.flatnonzero(self.frame).tolist(), "random_picks": self.random_picks.tolist()}
+        return {
+            "frame": np.flatnonzero(self.frame).tolist(),
+            "picks": self.picks.tolist(),
+            "inclusion": self.inclusion.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, data: dict, n: int) -> RoundSample:
         frame = np.zeros(n, dtype=bool)
         frame[np.asarray(data["frame"], dtype=np.int64)] = True
-        return cls(frame, np.asarray(data["random_picks"], dtype=np.int64))
+        picks = np.asarray(data.get("picks", data.get("random_picks", [])), dtype=np.int64)
+        # designs saved before check samples drew their random picks uniformly from the frame
+        inclusion = data.get("inclusion") or [len(picks) / max(int(frame.sum()), 1)] * len(picks)
+        return cls(frame, picks, np.asarray(inclusion, dtype=np.float64))
 
 
 def round_sample(labeled: np.ndarray, picks: list) -> RoundSample:
     """The design of a queue: ``labeled`` is the labeled mask when it was made, ``picks`` its picks."""
     frame = ~np.asarray(labeled, dtype=bool)
-    frame[[p.index for p in picks if p.strategy != "random"]] = False
-    return RoundSample(frame, np.asarray([p.index for p in picks if p.strategy == "random"], dtype=np.int64))
+    frame[[p.index for p in picks if p.strategy not in SAMPLED_PARTS]] = False
+    drawn = [p for p in picks if p.strategy in SAMPLED_PARTS]
+    return RoundSample(
+        frame,
+        np.asarray([p.index for p in drawn], dtype=np.int64),
+        np.asarray([p.inclusion for p in drawn], dtype=np.float64),
+    )
 
 
 @dataclass(frozen=True)
@@ -79,16 +105,29 @@ class Estimate:
 
 @dataclass(frozen=True)
 class PoolEstimates:
-    """Estimates over the whole pool at one threshold, and what they rest on."""
+    """Estimates over the whole pool at one threshold, and what they rest on.
+
+    ``recall_lower`` is the recall's one-sided lower bound at the same level; with fewer than
+    :data:`FEW_BELOW` check labels below the threshold (``check_below``) it is all that the pages show
+    of the recall: its upper end rests on too little.
+    """
 
     threshold: float
     flagged: int  # known exactly: the scores are
     prevalence: Estimate  # anomalous share of the pool
     recall: Estimate  # anomalies flagged / anomalies
     precision: Estimate  # anomalies flagged / flagged
-    random_labels: int  # labeled random picks the estimates rest on
-    rounds: int  # rounds whose random picks were labeled
+    f1: Estimate  # of the flags against the truth over the pool
+    recall_lower: float
+    check_labels: int  # answered check samples the estimates rest on
+    check_below: int  # of them, those below the threshold
+    rounds: int  # rounds whose check samples were answered
     level: float = LEVEL
+
+    @property
+    def recall_is_bounded(self) -> bool:
+        """Whether enough check labels lie below the threshold for the recall's two-sided interval."""
+        return self.check_below >= FEW_BELOW
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,38 +152,72 @@ def _rate_model(log_scores: np.ndarray, y: np.ndarray, rows: np.ndarray) -> np.n
     return model.predict_proba(z)[:, 1]
 
 
-def _draw_counts(
-    y: np.ndarray, flagged: np.ndarray, samples: list[RoundSample], rate: np.ndarray, draws: int, seed: int
-) -> tuple[np.ndarray, np.ndarray, int, int] | None:
-    """Draws of (anomalies flagged, anomalies not flagged) over the pool, combined over rounds."""
-    rng = np.random.default_rng(seed)
-    answered = [s.random_picks[y[s.random_picks] >= 0] for s in samples]
-    if not any(len(a) for a in answered):
-        return None
-    known_parts, unknown_sizes, weights = [], [], []
-    for s, picks in zip(samples, answered, strict=True):
-        if len(picks) == 0:
+def _check_labels(y: np.ndarray, samples: list[RoundSample]) -> tuple[Checks, int]:
+    """The answered check samples of every round, each with its weight (one over its chance of being
+    drawn and answered), and the number of rounds they come from."""
+    index, weight, rounds = [], [], 0
+    for s in samples:
+        answered = y[s.picks] >= 0 if len(s.picks) else np.zeros(0, dtype=bool)
+        if not answered.any():
             continue
-        known = (y >= 0) & ~s.frame  # labeled before the queue, or picked by its other parts
-        known_parts.append([(known & part & (y == 1)).sum() for part in (flagged, ~flagged)])
-        unknown_sizes.append([(~known & part).sum() for part in (flagged, ~flagged)])
-        weights.append(len(picks) / max((~known).sum(), 1) ** 2)
-    w = np.asarray(weights) / np.sum(weights)
-    known_total = w @ np.asarray(known_parts, dtype=np.float64)  # (flagged, not flagged)
-    unknown_total = w @ np.asarray(unknown_sizes, dtype=np.float64)
-    # one anomaly rate per part, from every round's random picks together (each round's frame holds
-    # the current unknown samples, so its picks speak for them)
-    pooled = np.concatenate(answered)
-    unknown_flagged = (y < 0) & flagged
-    model_rate = float(np.clip(rate[unknown_flagged].mean(), 1e-3, 1 - 1e-3)) if unknown_flagged.any() else 0.5
-    totals = []
-    for k, (part, prior, strength) in enumerate(((flagged, model_rate, MODEL_PRIOR), (~flagged, 0.5, JEFFREYS))):
-        sampled = pooled[part[pooled]]
-        a, m = y[sampled].sum(), len(sampled)
-        drawn = rng.beta(a + strength * prior, m - a + strength * (1 - prior), draws)
-        # the unknown anomalies are a whole number: none at all is a possible answer
-        totals.append(known_total[k] + rng.binomial(round(unknown_total[k]), drawn))
-    return totals[0], totals[1], len(pooled), len(weights)
+        share = answered.mean()  # a random part of the draw was answered
+        index.append(s.picks[answered])
+        weight.append(1.0 / np.maximum(s.inclusion[answered] * share, 1e-12))
+        rounds += 1
+    if not index:
+        return Checks(np.zeros(0, dtype=np.int64), np.zeros(0)), 0
+    return Checks(np.concatenate(index), np.concatenate(weight)), rounds
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The answered check samples: pool index and weight."""
+
+    index: np.ndarray
+    weight: np.ndarray
+
+
+# what the estimates rest on: (known labels, held-out scores, Checks, rounds, the score model's rate)
+_Prepared = tuple
+
+
+def _bands(scores: np.ndarray, threshold: float) -> list[tuple[float, float, bool]]:
+    """Bands of the scores: the flagged ones, the rest down to the median score, the bottom half (empty
+    bands left out), as (above, up to, flagged)."""
+    median = float(np.median(scores))
+    parts = [(threshold, np.inf, True), (min(median, threshold), threshold, False), (-np.inf, min(median, threshold), False)]
+    return [(lo, hi, f) for lo, hi, f in parts if hi > lo]
+
+
+def _prior(model_rate: float, is_flagged: bool) -> tuple[float, float]:
+    return MODEL_PRIOR * model_rate, MODEL_PRIOR * (1 - model_rate)
+
+
+def _draw_counts(
+    scores: np.ndarray, threshold: float, prepared: _Prepared, draws: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draws of (anomalies flagged, anomalies not flagged) over the pool: the known ones as the scores
+    flag them, the unknown ones band by band from the check labels, placed by their held-out scores."""
+    y, held_out, checks, _, rate = prepared
+    rng = np.random.default_rng(seed)
+    flagged = scores > threshold
+    caught = np.full(draws, float((flagged & (y == 1)).sum()))
+    missed = np.full(draws, float((~flagged & (y == 1)).sum()))
+    checked = held_out[checks.index]
+    for lo, hi, is_flagged in _bands(scores, threshold):
+        unknown = (scores > lo) & (scores <= hi) & (y < 0)
+        inside = (checked > lo) & (checked <= hi)
+        w, hits = checks.weight[inside], y[checks.index[inside]]
+        n_eff = w.sum() ** 2 / (w**2).sum() if len(w) else 0.0
+        share = float(w @ hits / w.sum()) if len(w) else 0.0
+        a0, b0 = _prior(float(np.clip(rate[unknown].mean(), 1e-3, 1 - 1e-3)) if unknown.any() else 0.5, is_flagged)
+        drawn = rng.beta(n_eff * share + a0, n_eff * (1 - share) + b0, draws)
+        found = rng.binomial(int(unknown.sum()), drawn)  # none at all is a possible answer
+        if is_flagged:
+            caught += found
+        else:
+            missed += found
+    return caught, missed
 
 
 def _estimate(draws: np.ndarray, level: float) -> Estimate:
@@ -156,34 +229,44 @@ def _estimate(draws: np.ndarray, level: float) -> Estimate:
 
 
 def _at(
-    scores: np.ndarray, threshold: float, y: np.ndarray, samples: list[RoundSample], rate: np.ndarray, level: float,
-    draws: int, seed: int,
-) -> PoolEstimates | None:  # fmt: skip
+    scores: np.ndarray, threshold: float, prepared: _Prepared, level: float, draws: int, seed: int
+) -> PoolEstimates:
+    _, held_out, checks, rounds, _ = prepared
     flagged = flag(scores, threshold).astype(bool)
-    drawn = _draw_counts(y, flagged, samples, rate, draws, seed)
-    if drawn is None:
-        return None
-    caught, missed, used, rounds = drawn
+    caught, missed = _draw_counts(scores, threshold, prepared, draws, seed)
     anomalies = caught + missed
     n_flagged = int(flagged.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         recall = np.where(anomalies > 0, caught / anomalies, np.nan)
-        precision = caught / n_flagged if n_flagged else np.full_like(caught, np.nan)
+        precision = np.minimum(caught / n_flagged, 1.0) if n_flagged else np.full_like(caught, np.nan)
+        f1 = 2 * caught / (n_flagged + anomalies)
     return PoolEstimates(
         threshold=float(threshold),
         flagged=n_flagged,
         prevalence=_estimate(anomalies / len(flagged), level),
         recall=_estimate(recall, level),
-        precision=_estimate(np.minimum(precision, 1.0), level),
-        random_labels=used,
+        precision=_estimate(precision, level),
+        f1=_estimate(f1, level),
+        recall_lower=float(np.nanpercentile(recall, (1 - level) * 100)) if np.isfinite(recall).any() else np.nan,
+        check_labels=len(checks.index),
+        check_below=int((held_out[checks.index] <= threshold).sum()),
         rounds=rounds,
         level=level,
     )
 
 
-def _rate_for(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
-    log_scores = np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-12))
-    return _rate_model(log_scores, y, np.flatnonzero(y >= 0)) if (y >= 0).any() else np.full(len(y), 0.5)
+def _prepared(
+    scores: np.ndarray, semi_targets: np.ndarray, samples: list[RoundSample], held_out: np.ndarray | None
+) -> _Prepared | None:
+    """The known labels, the held-out scores, the answered check samples and the score model, or
+    ``None`` without any answered check sample (nothing fair can be said)."""
+    y = _known(np.asarray(semi_targets))
+    held_out = np.asarray(scores if held_out is None else held_out, dtype=np.float64)
+    checks, rounds = _check_labels(y, samples)
+    if not len(checks.index):
+        return None
+    log_scores = np.log(np.maximum(held_out, 1e-300))
+    return y, held_out, checks, rounds, _rate_model(log_scores, y, np.flatnonzero(y >= 0))
 
 
 def estimate_pool(
@@ -191,32 +274,84 @@ def estimate_pool(
     threshold: float,
     semi_targets: np.ndarray,
     samples: list[RoundSample],
+    held_out: np.ndarray | None = None,
     level: float = LEVEL,
     draws: int = DRAWS,
     seed: int = 0,
 ) -> PoolEstimates | None:
-    """Prevalence, and recall and precision at ``threshold``, with ``level`` intervals; ``None`` until
-    some round's random picks are labeled (without them nothing fair can be said)."""
-    y = _known(np.asarray(semi_targets))
-    return _at(scores, threshold, y, samples, _rate_for(scores, y), level, draws, seed)
+    """Prevalence, and recall, precision and F1 at ``threshold``, with ``level`` intervals; ``None``
+    until some round's check samples are answered (without them nothing fair can be said).
+
+    ``held_out``: the detector's score of each sample from a view that had not seen its label (see
+    :attr:`~deepsad_core.detectors.contract.TrainableDetector.held_out_scores_`); a detector learns its
+    labels, so its own scores of labeled samples would carry the answers into the estimate. Without
+    it, ``scores``."""
+    prepared = _prepared(scores, semi_targets, samples, held_out)
+    if prepared is None:
+        return None
+    return _at(np.asarray(scores), threshold, prepared, level, draws, seed)
 
 
 def suggest_threshold(
-    scores: np.ndarray, semi_targets: np.ndarray, samples: list[RoundSample], candidates: int = 100
-) -> PoolEstimates | None:
+    scores: np.ndarray, semi_targets: np.ndarray, samples: list[RoundSample], held_out: np.ndarray | None = None,
+    candidates: int = 60,
+) -> PoolEstimates | None:  # fmt: skip
     """The threshold with the best estimated F1 over the pool (among the upper score quantiles), with
-    its estimates; ``None`` until some random picks are labeled."""
+    its estimates (``held_out`` as in :func:`estimate_pool`); ``None`` until some check samples are
+    answered."""
     scores = np.asarray(scores)
-    y = _known(np.asarray(semi_targets))
-    rate = _rate_for(scores, y)
+    prepared = _prepared(scores, semi_targets, samples, held_out)
+    if prepared is None:
+        return None
     best, best_f1 = None, -1.0
-    for t in np.unique(np.quantile(scores, np.linspace(0.5, 0.999, candidates))):
-        found = _at(scores, float(t), y, samples, rate, LEVEL, 500, 0)
-        if found is None:
-            return None
-        expected = found.prevalence.value * len(scores)
-        caught = found.recall.value * expected
-        f1 = 2 * caught / (found.flagged + expected) if found.flagged else 0.0
-        if np.isfinite(f1) and f1 > best_f1:
-            best, best_f1 = float(t), f1
-    return _at(scores, best, y, samples, rate, LEVEL, DRAWS, 0) if best is not None else None
+    for t in np.unique(np.quantile(scores, np.linspace(0.5, 0.998, candidates))):
+        found = _at(scores, float(t), prepared, LEVEL, 400, 0)
+        if np.isfinite(found.f1.value) and found.f1.value > best_f1:
+            best, best_f1 = float(t), found.f1.value
+    return _at(scores, best, prepared, LEVEL, DRAWS, 0) if best is not None else None
+
+
+def label_free_prevalence(scores: np.ndarray) -> Estimate:
+    """A rough share of anomalies from the scores alone, for before any check sample is answered: the
+    share of log-scores beyond the upper quartile plus 1.5 interquartile ranges (Tukey's fence), with
+    the fences at 3 and at 1 interquartile ranges as its range."""
+    log_scores = np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-300))
+    q1, q3 = np.quantile(log_scores, [0.25, 0.75])
+    spread = max(q3 - q1, 1e-12)
+    low, mid, high = ((log_scores > q3 + k * spread).mean() for k in (3.0, 1.5, 1.0))
+    return Estimate(float(mid), float(low), float(high))
+
+
+# "estimated_f1": the best F1 estimated over the pool (the default); "best_f1" and "target_fpr": from
+# the labeled samples alone (deepsad_core.base.threshold), which the queue chose and which flatter.
+THRESHOLD_METHODS = ("estimated_f1", "best_f1", "target_fpr")
+GUESS_RANGE = (0.005, 0.3)  # the label-free guess of the anomaly share is kept within this
+
+
+def choose_round_threshold(
+    scores: np.ndarray, semi_targets: np.ndarray, samples: list[RoundSample], method: str = "estimated_f1",
+    contamination: float = 0.05, held_out: np.ndarray | None = None,
+) -> tuple[ThresholdChoice, PoolEstimates | None]:  # fmt: skip
+    """A round's threshold and the estimates there. ``estimated_f1``: the best estimated F1 over the
+    pool once check samples are answered; before, the label-free share of samples far above the bulk
+    (:func:`label_free_prevalence`). The other methods choose from the labels alone."""
+    if method not in THRESHOLD_METHODS:
+        raise ValueError(f"threshold method must be one of {', '.join(THRESHOLD_METHODS)}; got {method!r}")
+    if method != "estimated_f1":
+        choice = choose_threshold(scores, semi_targets, method=method, contamination=contamination)
+        return choice, estimate_pool(scores, choice.value, semi_targets, samples, held_out)
+    found = suggest_threshold(scores, semi_targets, samples, held_out)
+    if found is not None:
+        f1 = found.f1
+        detail = (
+            f"best estimated F1 {f1.value:.2f} ({f1.low:.2f}-{f1.high:.2f}) over all samples, from "
+            f"{found.check_labels} answered check samples; flags {found.flagged / len(scores):.1%}"
+        )
+        return ThresholdChoice(found.threshold, "estimated_f1", detail), found
+    guess = float(np.clip(label_free_prevalence(scores).value, *GUESS_RANGE))
+    value = contamination_threshold(scores, guess)
+    detail = (
+        f"no check sample answered yet: flags the {guess:.1%} of samples whose score lies far above the "
+        "bulk (a rough guide from the scores alone)"
+    )
+    return ThresholdChoice(value, "score_distribution", detail), None

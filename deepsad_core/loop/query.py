@@ -14,7 +14,10 @@ from typing import Protocol
 import numpy as np
 
 __all__ = [
+    "DEFAULT_MIX",
+    "SAMPLED_PARTS",
     "STRATEGIES",
+    "CheckSample",
     "Diverse",
     "Hybrid",
     "MostAnomalous",
@@ -49,14 +52,19 @@ class Pick:
     index : int
         The sample's row in the pool.
     strategy : str
-        The queue part that picked it: ``most_anomalous``, ``most_uncertain``, ``diverse`` or ``random``.
+        The queue part that picked it: ``most_anomalous``, ``most_uncertain``, ``diverse``, ``check`` or
+        ``random``.
     reason : str
         Why, in words the Label page shows.
+    inclusion : float
+        The chance that the part picked it: 1 for the parts that choose, less for those that draw at
+        random (``check``, ``random``), which the estimates over the pool rest on.
     """
 
     index: int
     strategy: str
     reason: str
+    inclusion: float = 1.0
 
 
 class QueryStrategy(Protocol):
@@ -173,15 +181,82 @@ class RandomQuery:
 
     def query(self, pool: QueryPool, n: int, rng: np.random.Generator) -> list[Pick]:
         free = _candidates(pool, n)
-        return [Pick(int(i), self.name, "random draw") for i in rng.choice(free, n, replace=False)]
+        chance = n / max(len(free), 1)
+        return [Pick(int(i), self.name, "random draw", chance) for i in rng.choice(free, n, replace=False)]
+
+
+class CheckSample:
+    """Check samples: a random draw whose every chance is known, so that estimates over the whole pool
+    (:mod:`deepsad_core.loop.estimates`) can rest on the expert's answers.
+
+    The unlabeled samples are ranked by score and split into bands (:data:`CHECK_BANDS`); each band gets
+    a fixed share of the draw, so the top of the ranking, where anomalies and the threshold lie, is
+    drawn more often than the bulk, and no band is left out. Within the bands, a systematic draw along
+    the ranking (one random start) spreads the picks over the scores; each pick records its inclusion
+    probability. The picks come back in random order, so that which of them an expert answers first
+    does not depend on the sample.
+    """
+
+    name = "check"
+
+    def query(self, pool: QueryPool, n: int, rng: np.random.Generator) -> list[Pick]:
+        free = _candidates(pool, n)
+        if n == 0:
+            return []
+        ranked = free[np.argsort(-pool.scores[free], kind="stable")]
+        chance = check_inclusion(len(ranked), n)
+        edges = np.concatenate([[0.0], np.cumsum(chance)])
+        points = rng.random() + np.arange(n)  # one point per pick, one unit apart: a systematic draw
+        chosen = np.minimum(np.searchsorted(edges, points, side="right") - 1, len(ranked) - 1)
+        order = rng.permutation(n)
+        return [
+            Pick(
+                int(ranked[j]),
+                self.name,
+                f"check sample: drawn at random, 1 in {1 / chance[j]:.0f} of the samples scoring like it, so the "
+                "estimates over all samples stay fair",
+                float(chance[j]),
+            )
+            for j in chosen[order]
+        ]
+
+
+# (upper end of the band as a share of the ranking, share of the check draw): the top 5 % get 30 %.
+CHECK_BANDS = ((0.05, 0.3), (0.2, 0.3), (0.5, 0.2), (1.0, 0.2))
+
+
+def check_inclusion(size: int, n: int) -> np.ndarray:
+    """The inclusion probability of each of ``size`` samples ranked by score (highest first) in a check
+    draw of ``n``: each band's share spread evenly over it, capped at 1 (the excess goes to the rest)."""
+    rank = (np.arange(size) + 0.5) / size
+    upper = np.array([b for b, _ in CHECK_BANDS])
+    band = np.minimum(np.searchsorted(upper, rank), len(CHECK_BANDS) - 1)
+    counts = np.bincount(band, minlength=len(CHECK_BANDS))
+    shares = np.array([s for _, s in CHECK_BANDS])[band]
+    shares /= np.array([s for _, s in CHECK_BANDS])[counts > 0].sum()  # bands an empty pool lacks give way
+    chance = n * shares / counts[band]
+    for _ in range(size):  # cap at 1; the excess goes to the uncapped samples, in proportion
+        over = chance > 1
+        if not over.any():
+            break
+        excess = (chance[over] - 1).sum()
+        chance[over] = 1.0
+        free = chance < 1
+        chance[free] += excess * chance[free] / chance[free].sum()
+    return np.minimum(chance, 1.0)
 
 
 class Hybrid:
-    """A mix of strategies, e.g. half most anomalous, a third most uncertain, the rest diverse.
+    """A mix of strategies, e.g. a fifth most anomalous, a third diverse, the rest check samples.
 
-    Parts fill their share in order; a candidate is skipped when it is already chosen or, with
-    ``min_separation`` > 0, lies closer to a chosen one than that fraction of the median pairwise
-    latent distance (near-duplicates teach little). Shares left unfilled go to the first part.
+    The parts that choose fill their share in order; a candidate is skipped when it is already chosen
+    or, with ``min_separation`` > 0, lies closer to a chosen one than that fraction of the median
+    pairwise latent distance (near-duplicates teach little). Shares left unfilled go to the first part.
+    The parts that draw at random (:data:`SAMPLED_PARTS`) draw last, from every unlabeled sample not yet
+    chosen and without the filter, so that their inclusion probabilities stay exact.
+
+    The queue comes back in the order the expert sees it (:func:`page_order`): the parts interleaved,
+    so that an expert who labels only its first cards answers some of each.
     """
 
     name = "hybrid"
@@ -205,12 +280,13 @@ class Hybrid:
         radius = self._radius(pool, free, rng)
         chosen: list[Pick] = []
         taken = np.zeros(len(pool.scores), dtype=bool)
-        for (strategy, _), share in zip(self.parts, self._shares(n), strict=True):
-            if share == 0:
+        parts = list(zip(self.parts, self._shares(n), strict=True))
+        sampled = [(s, share) for (s, _), share in parts if s.name in SAMPLED_PARTS and share]
+        for (strategy, _), share in parts:
+            if share == 0 or strategy.name in SAMPLED_PARTS:
                 continue
             # ask the part for more than its share, so filtered picks can be replaced
-            labeled_now = pool.labeled | taken
-            sub = QueryPool(pool.scores, labeled_now, pool.threshold, pool.latents)
+            sub = QueryPool(pool.scores, pool.labeled | taken, pool.threshold, pool.latents)
             want = min(len(free) - int(taken[free].sum()), share * 4)
             got = 0
             for pick in strategy.query(sub, want, rng):
@@ -221,11 +297,22 @@ class Hybrid:
                 chosen.append(pick)
                 taken[pick.index] = True
                 got += 1
-        if len(chosen) < n:  # filtering left a gap: fill from the first part without the filter
-            first = self.parts[0][0]
+        owed = n - len(chosen) - sum(share for _, share in sampled)
+        if owed > 0:  # filtering left a gap: fill from the first choosing part without the filter
+            first = next((s for s, _ in self.parts if s.name not in SAMPLED_PARTS), None)
+            if first is None:
+                sampled = [(sampled[0][0], sampled[0][1] + owed)] + sampled[1:]
+            else:
+                sub = QueryPool(pool.scores, pool.labeled | taken, pool.threshold, pool.latents)
+                for pick in first.query(sub, owed, rng):
+                    chosen.append(pick)
+                    taken[pick.index] = True
+        for strategy, share in sampled:
             sub = QueryPool(pool.scores, pool.labeled | taken, pool.threshold, pool.latents)
-            chosen += first.query(sub, n - len(chosen), rng)
-        return chosen
+            for pick in strategy.query(sub, share, rng):
+                chosen.append(pick)
+                taken[pick.index] = True
+        return page_order(chosen, [s.name for s, _ in self.parts])
 
     def _radius(self, pool: QueryPool, free: np.ndarray, rng: np.random.Generator) -> float:
         """``min_separation`` times the median pairwise latent distance (over a sample of the pool)."""
@@ -243,10 +330,26 @@ class Hybrid:
         return bool(np.sqrt(((others - pool.latents[index]) ** 2).sum(axis=1)).min() < radius)
 
 
-STRATEGIES = ("most_anomalous", "most_uncertain", "diverse", "random", "hybrid")
-# Diversity-led, filled in this order whatever the order of a mix's keys (so the most anomalous part
-# keeps the top scores): why these shares, see docs/design.md.
-DEFAULT_MIX = {"most_anomalous": 0.2, "diverse": 0.5, "most_uncertain": 0.1, "random": 0.2}
+def page_order(picks: list[Pick], parts: list[str]) -> list[Pick]:
+    """The queue as the expert sees it: each part's picks spread evenly over the queue (its k-th of m
+    picks at k / m of the way), ties in the order of ``parts``; so the first cards hold some of each."""
+    count = {name: sum(p.strategy == name for p in picks) for name in parts}
+    seen: dict[str, int] = {}
+    keys = []
+    for j, pick in enumerate(picks):
+        k = seen.get(pick.strategy, 0)
+        seen[pick.strategy] = k + 1
+        priority = parts.index(pick.strategy) if pick.strategy in parts else len(parts)
+        keys.append((k / max(count.get(pick.strategy, 1), 1), priority, j))
+    return [picks[j] for *_, j in sorted(keys)]
+
+
+STRATEGIES = ("most_anomalous", "most_uncertain", "diverse", "check", "random", "hybrid")
+SAMPLED_PARTS = ("check", "random")  # the parts that draw at random, each pick's chance known
+# Filled in this order whatever the order of a mix's keys (so the most anomalous part keeps the top
+# scores), then shown interleaved: why these shares, see docs/design.md.
+DEFAULT_MIX = {"most_anomalous": 0.2, "diverse": 0.3, "most_uncertain": 0.1, "check": 0.4}
+PART_ORDER = ("most_anomalous", "diverse", "most_uncertain", "check", "random")
 
 
 def make_strategy(name: str, mix: dict[str, float] | None = None) -> QueryStrategy:
@@ -255,6 +358,7 @@ def make_strategy(name: str, mix: dict[str, float] | None = None) -> QueryStrate
         "most_anomalous": MostAnomalous,
         "most_uncertain": MostUncertain,
         "diverse": Diverse,
+        "check": CheckSample,
         "random": RandomQuery,
     }
     if name in simple:
@@ -264,5 +368,5 @@ def make_strategy(name: str, mix: dict[str, float] | None = None) -> QueryStrate
         unknown = set(mix) - set(simple)
         if unknown:
             raise ValueError(f"hybrid mix names unknown strategies {sorted(unknown)}; use {sorted(simple)}")
-        return Hybrid([(simple[k](), float(mix[k])) for k in DEFAULT_MIX if mix.get(k, 0) > 0])
+        return Hybrid([(simple[k](), float(mix[k])) for k in PART_ORDER if mix.get(k, 0) > 0])
     raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {name!r}")

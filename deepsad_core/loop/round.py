@@ -16,10 +16,10 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from deepsad_core.base.labels import label_counts
-from deepsad_core.base.threshold import ThresholdChoice, choose_threshold
+from deepsad_core.base.threshold import ThresholdChoice
 from deepsad_core.detectors.contract import TrainableDetector
 from deepsad_core.loop.audit import StopHint, stop_hint
-from deepsad_core.loop.estimates import RoundSample, estimate_pool, round_sample
+from deepsad_core.loop.estimates import PoolEstimates, RoundSample, choose_round_threshold, round_sample
 from deepsad_core.loop.query import Pick, QueryPool, QueryStrategy, make_strategy
 from deepsad_core.loop.settings import RoundConfig
 from deepsad_core.model.backbone import FeatureExtractor, cached_features, extract_features, load_backbone
@@ -59,17 +59,12 @@ class RoundResult:
     latents: np.ndarray
     threshold: ThresholdChoice
     queue: tuple[Pick, ...]
-    sample: RoundSample  # the queue's random design: frame and random picks
+    sample: RoundSample  # the queue's check draw: its frame, picks and their chances
     label_free: np.ndarray  # scores no label has shaped, for the label audit
+    held_out: np.ndarray  # each labeled sample scored by a view that had not seen its label, for the estimates
     metrics: dict[str, Any]  # label counts, truth metrics (with truth), estimates, the stop hint
     stop: StopHint
     drivers: tuple[list[tuple[str, Any, float]], ...] | None = None  # per queued row, when asked for
-
-    def inclusion(self, pick: Pick) -> float:
-        """The chance that ``pick`` was queued: 1 for the chosen parts, picks / frame for the random part."""
-        if pick.strategy != "random":
-            return 1.0
-        return len(self.sample.random_picks) / max(int(self.sample.frame.sum()), 1)
 
     def queue_records(self, sample_ids: np.ndarray) -> list[dict[str, Any]]:
         """The queue as stored with a round: index, id, part, reason, score, inclusion probability, drivers."""
@@ -80,7 +75,7 @@ class RoundResult:
                 "strategy": p.strategy,
                 "reason": p.reason,
                 "score": float(self.scores[p.index]),
-                "inclusion": self.inclusion(p),
+                "inclusion": p.inclusion,
                 **({"drivers": [[c, str(v), float(d)] for c, v, d in self.drivers[j]]} if self.drivers else {}),
             }
             for j, p in enumerate(self.queue)
@@ -152,8 +147,9 @@ def run_round(
         model = fit_round(model, X, semi_targets, config, callback, on_features=on_features)
     scores = model.decision_scores_  # the fit just scored X
     latents = model.embed(X)
-    threshold = choose_threshold(
-        scores, semi_targets, method=config.threshold_method, contamination=config.contamination
+    held_out = model.held_out_scores()
+    threshold, found = choose_round_threshold(
+        scores, semi_targets, list(samples), config.threshold_method, config.contamination, held_out
     )
     if not fitted:
         model.threshold_ = threshold.value  # the round's model flags as the round does
@@ -164,7 +160,7 @@ def run_round(
     queue = tuple((strategy or make_strategy("hybrid", config.mix)).query(pool, n, rng) if n else [])
     metrics = {
         **round_metrics(scores, semi_targets, truth),
-        **estimate_metrics(scores, threshold.value, semi_targets, samples),
+        **estimate_metrics(found),
     }
     if previous is None:
         stop = stop_hint(None, scores, None, {})
@@ -184,6 +180,7 @@ def run_round(
         queue=queue,
         sample=round_sample(labeled, list(queue)),
         label_free=model.label_free_scores(),
+        held_out=held_out,
         metrics=metrics,
         stop=stop,
         drivers=explained,
@@ -203,18 +200,15 @@ def round_metrics(scores: np.ndarray, semi_targets: np.ndarray, truth: np.ndarra
     return metrics
 
 
-def estimate_metrics(
-    scores: np.ndarray, threshold: float, semi_targets: np.ndarray, samples: Sequence[RoundSample]
-) -> dict[str, float]:
-    """The pool's estimated anomaly share, and the estimated recall and precision at ``threshold``, with
-    their intervals, flattened to ``est_<name>``, ``est_<name>_low``, ``est_<name>_high`` (empty until
-    some random picks are labeled)."""
-    found = estimate_pool(scores, threshold, semi_targets, list(samples))
+def estimate_metrics(found: PoolEstimates | None) -> dict[str, float]:
+    """Estimates over the pool flattened to ``est_<name>``, ``est_<name>_low``, ``est_<name>_high``
+    (prevalence, recall, precision, F1), with ``est_recall_lower`` and ``est_check_labels`` (empty
+    until some check samples are answered)."""
     if found is None:
         return {}
-    return {
+    out = {
         f"est_{name}{part}": getattr(getattr(found, name), field)
-        for name in ("prevalence", "recall", "precision")
-        if getattr(found, name) is not None
+        for name in ("prevalence", "recall", "precision", "f1")
         for part, field in (("", "value"), ("_low", "low"), ("_high", "high"))
     }
+    return {**out, "est_recall_lower": found.recall_lower, "est_check_labels": found.check_labels}

@@ -63,7 +63,7 @@ class RoundConfig:
     max_train_samples: int | None = 50_000
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     contamination: float = 0.05
-    threshold_method: str = "best_f1"
+    threshold_method: str = "estimated_f1"
     seed: int = 0
 
     def estimator(self, on_features: bool = False) -> TrainableDetector:

@@ -5,7 +5,9 @@ set, the pool keeps every normal sample plus anomalies from the other classes ma
 of it. Tables are scaled as in the paper (fitted on the pool); 8-bit images are divided by 255.
 Round 0 trains without labels (Deep SVDD) once per seed and every strategy starts from that same
 model; each later round queues ``batch_size`` samples, labels them from the truth, warm-starts the
-model and scores the test split. Truth reaches only the oracle and the metrics.
+model and scores the test split. Each round the expert answers the first ``batch_size`` cards of a
+queue of the app's length, in the order the Label page shows them, as an expert who labels the top of
+the queue would. Truth reaches only the oracle and the metrics.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ CURVE_COLUMNS = [
     # over the pool, at the round's threshold: the estimates from the labels (deepsad_core.loop.estimates)
     # beside the truth
     "threshold", "est_prevalence", "est_prevalence_low", "est_prevalence_high", "true_prevalence",
-    "est_recall", "est_recall_low", "est_recall_high", "true_recall", "est_precision", "est_precision_low",
-    "est_precision_high", "true_precision",
+    "est_recall", "est_recall_low", "est_recall_high", "est_recall_lower", "true_recall", "est_precision",
+    "est_precision_low", "est_precision_high", "true_precision", "est_f1", "est_f1_low", "est_f1_high", "true_f1",
+    "est_check_labels", "threshold_method", "flagged_share", "best_f1",
     # with label noise: of the audit's five most doubted labels, the share that are wrong; the stopping hint
     "wrong_labels", "audit_precision_at_5", "rank_correlation", "predicted_answers", "stop_hint",
 ]  # fmt: skip
@@ -122,7 +125,7 @@ def simulate(
     IsolationForest (100 trees) fitted on the pool without labels, and ``supervised_auc``, a
     class-balanced logistic regression fitted on the labels so far (NaN until both kinds exist).
     """
-    config = replace(config, queue_size=batch_size, seed=seed)
+    config = replace(config, queue_size=max(config.queue_size, batch_size), seed=seed)
     if on_features is None:
         on_features = config.uses_backbone(setup.X_pool.shape[1:])
         if on_features:
@@ -146,7 +149,7 @@ def simulate(
                 if not (semi == 0).any():  # a pool smaller than the budget: every sample is labeled
                     break
                 samples.append(result.sample)
-                idx = np.array([p.index for p in result.queue])
+                idx = np.array([p.index for p in result.queue[:batch_size]])  # the first cards, in page order
                 answers = setup.truth_pool[idx]
                 flipped = noise.random(len(idx)) < label_noise
                 given = np.where(flipped, 1 - answers, answers)  # the oracle, wrong with probability label_noise
@@ -198,19 +201,34 @@ def _audit_precision(result: RoundResult, X: np.ndarray, semi: np.ndarray, wrong
 
 
 def _estimate_columns(result: RoundResult, truth: np.ndarray) -> dict[str, float]:
-    """The round's threshold, the estimates there (NaN where there are none yet), and the truth over the pool."""
+    """The round's threshold (the one the app suggests), the estimates there (NaN where there are none
+    yet), and the truth over the pool: its rates there, and the best F1 any threshold reaches."""
     flagged = flag(result.scores, result.threshold.value).astype(bool)
     caught = int((flagged & (truth == 1)).sum())
     out = {
         "threshold": result.threshold.value,
+        "threshold_method": result.threshold.method,
+        "flagged_share": float(flagged.mean()),
         "true_prevalence": float(truth.mean()),
         "true_recall": caught / max(int(truth.sum()), 1),
         "true_precision": caught / flagged.sum() if flagged.any() else float("nan"),
+        "true_f1": 2 * caught / (flagged.sum() + truth.sum()),
+        "best_f1": _best_f1(result.scores, truth),
     }
-    for name in ("prevalence", "recall", "precision"):
+    for name in ("prevalence", "recall", "precision", "f1"):
         for part in ("", "_low", "_high"):
             out[f"est_{name}{part}"] = result.metrics.get(f"est_{name}{part}", float("nan"))
+    out["est_recall_lower"] = result.metrics.get("est_recall_lower", float("nan"))
+    out["est_check_labels"] = result.metrics.get("est_check_labels", 0)
     return out
+
+
+def _best_f1(scores: np.ndarray, truth: np.ndarray) -> float:
+    """The best F1 over the pool that any threshold on ``scores`` reaches."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, _ = precision_recall_curve(truth, scores)
+    return float(np.max(2 * precision * recall / np.maximum(precision + recall, 1e-12)))
 
 
 def _flat(X: np.ndarray) -> np.ndarray:

@@ -64,7 +64,7 @@ class ProjectExports:
             "metrics": {k: v for k, v in metrics.items() if k in ("auc", "ap", "auc_unlabeled", "anomalies_found")},
         }
         chosen = (threshold or view.threshold).value
-        found = estimate_pool(view.scores, chosen, self.semi_targets(), self.round_samples())
+        found = estimate_pool(view.scores, chosen, self.semi_targets(), self.round_samples(), view.held_out)
         info["estimates"] = found.to_dict() if found is not None else None  # over the project's data
         paths = export_bundle(
             model,

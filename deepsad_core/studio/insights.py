@@ -14,7 +14,13 @@ import numpy as np
 
 from deepsad_core.exceptions import DataError
 from deepsad_core.loop.audit import Doubt, StopHint, audit_labels
-from deepsad_core.loop.estimates import PoolEstimates, estimate_pool, suggest_threshold
+from deepsad_core.loop.estimates import (
+    Estimate,
+    PoolEstimates,
+    estimate_pool,
+    label_free_prevalence,
+    suggest_threshold,
+)
 from deepsad_core.model.backbone import extract_features, feature_cache, load_backbone
 from deepsad_core.model.explain import attributions, top_features
 from deepsad_core.studio.layout import DATA_DIR
@@ -44,12 +50,16 @@ class ProjectInsights:
         return [(columns[j], raw[columns[j]], float(z[j])) for j in np.argsort(-np.abs(z))[:k]]
 
     def estimates(self, threshold: float | None = None, round_number: int | None = None) -> PoolEstimates | None:
-        """The pool's anomaly share, and recall and precision at ``threshold`` (default: the round's
-        own), estimated from every label so far with 90 % intervals; ``None`` until a random pick is
-        labeled."""
+        """The pool's anomaly share, and recall, precision and F1 at ``threshold`` (default: the round's
+        own), estimated from the answered check samples with 90 % intervals; ``None`` until one is
+        answered."""
         view = self._done_round(round_number)
         value = view.threshold.value if threshold is None else threshold
-        return estimate_pool(view.scores, value, self.semi_targets(), self.round_samples())
+        return estimate_pool(view.scores, value, self.semi_targets(), self.round_samples(), view.held_out)
+
+    def label_free_prevalence(self, round_number: int | None = None) -> Estimate:
+        """A rough anomaly share from a round's scores alone, for before any check sample is answered."""
+        return label_free_prevalence(self._done_round(round_number).scores)
 
     def audit(self, k: int = 5) -> list[Doubt]:
         """The ``k`` labels the current round most doubts (see :func:`deepsad_core.loop.audit.audit_labels`):
@@ -118,10 +128,10 @@ class ProjectInsights:
         return StopHint(**recorded) if recorded else None
 
     def suggested_threshold(self, round_number: int | None = None) -> PoolEstimates | None:
-        """The threshold with the best estimated F1 over the pool, with its estimates (``None`` until a
-        random pick is labeled: then the round's own threshold, from the labels, is all there is)."""
+        """The threshold with the best estimated F1 over the pool, with its estimates, from the labels as
+        they are now (``None`` until a check sample is answered)."""
         view = self._done_round(round_number)
-        return suggest_threshold(view.scores, self.semi_targets(), self.round_samples())
+        return suggest_threshold(view.scores, self.semi_targets(), self.round_samples(), view.held_out)
 
     def _done_round(self, round_number: int | None) -> RoundView:
         done = {r.number: r for r in self.rounds() if r.status == "done"}

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from deepsad_core.base.threshold import ThresholdChoice
-from deepsad_core.loop.estimates import RoundSample
+from deepsad_core.loop.estimates import SAMPLED_PARTS, RoundSample
 from deepsad_core.loop.settings import RoundConfig
 
 __all__ = ["RoundView"]
@@ -75,6 +75,12 @@ class RoundView:
         return np.load(self.path / "scores.npy")
 
     @cached_property
+    def held_out(self) -> np.ndarray | None:
+        """Each sample's score from a view that had not seen its label (rounds saved before: ``None``)."""
+        path = self.path / "held_out.npy"
+        return np.load(path) if path.exists() else None
+
+    @cached_property
     def latents(self) -> np.ndarray:
         return np.load(self.path / "latents.npy", mmap_mode="r")
 
@@ -87,11 +93,19 @@ class RoundView:
         return json.loads((self.path / "queue.json").read_text())
 
     def sample(self) -> RoundSample | None:
-        """What its queue's random part drew from, and drew (rounds before estimates have none)."""
+        """What its queue's check draw drew from, what it drew and each pick's chance (rounds saved
+        before estimates have none)."""
         if not (self.path / "frame.npy").exists():
             return None
-        picks = [q["index"] for q in self.queue if q["strategy"] == "random"]
-        return RoundSample(np.load(self.path / "frame.npy"), np.asarray(picks, dtype=np.int64))
+        frame = np.load(self.path / "frame.npy")
+        drawn = [q for q in self.queue if q["strategy"] in SAMPLED_PARTS]
+        # queues saved before the check draw drew their random part uniformly from the frame
+        uniform = len(drawn) / max(int(frame.sum()), 1)
+        return RoundSample(
+            frame,
+            np.asarray([q["index"] for q in drawn], dtype=np.int64),
+            np.asarray([q.get("inclusion", uniform) for q in drawn], dtype=np.float64),
+        )
 
     @property
     def map_method(self) -> str:

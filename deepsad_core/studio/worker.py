@@ -225,11 +225,12 @@ class RoundWorker:
             result.model.save(folder / "model")
             np.save(folder / "scores.npy", result.scores)
             np.save(folder / "label_free.npy", result.label_free)
+            np.save(folder / "held_out.npy", result.held_out)  # what the estimates place check samples by
             np.save(folder / "latents.npy", result.latents)
             np.save(folder / "map_index.npy", shown)
             np.save(folder / "map_pca.npy", pca.coords)
             (folder / "threshold.json").write_text(json.dumps(result.threshold.to_dict()))
-            np.save(folder / "frame.npy", result.sample.frame)  # what the queue's random part drew from
+            np.save(folder / "frame.npy", result.sample.frame)  # what the queue's check draw drew from
             (folder / "queue.json").write_text(json.dumps(result.queue_records(project.sample_ids)))
 
         project.commit_round(number, write, row)
