@@ -200,24 +200,49 @@ SHADES = "\u00a0░▒▓█"  # lightest to darkest; a no-break space, since pl
 
 
 def score_histogram(scores: np.ndarray, threshold: float, bins: int = 60) -> go.Figure:
-    """The scores binned on a log scale, with the threshold; ticks read as scores.
+    """The scores binned on a log scale, with the threshold; at most :data:`MAX_TICKS` ticks, read as
+    scores, however many decades the scores span.
 
-    Scores are squared distances and skewed: on a linear axis a few far samples squeeze all the
-    others into the first bar.
+    Scores are skewed: on a linear axis a few far samples squeeze all the others into the first bar.
     """
     floor = scores[scores > 0].min() if (scores > 0).any() else 1.0  # log10(0) would stretch the axis
     log_scores = np.log10(np.maximum(scores, floor))
     fig = go.Figure(go.Histogram(x=log_scores, nbinsx=bins, hovertemplate="%{y} samples<extra></extra>"))
+    share = float((scores > threshold).mean())
     fig.add_vline(
-        x=float(np.log10(max(threshold, floor))), line_dash="dash", line_color="red", annotation_text="threshold"
-    )
-    decades = np.arange(np.floor(log_scores.min()), np.ceil(log_scores.max()) + 1)
-    ticks = np.log10([m * 10.0**k for k in decades for m in (1, 2, 5)])
-    ticks = ticks[(ticks >= log_scores.min() - 0.1) & (ticks <= log_scores.max() + 0.1)]
-    fig.update_xaxes(title="anomaly score (log scale)", tickvals=ticks, ticktext=[f"{10**t:.3g}" for t in ticks])
+        x=float(np.log10(max(threshold, floor))), line_dash="dash", line_color="red",
+        annotation_text=f"threshold: {share:.1%} flagged",
+    )  # fmt: skip
+    ticks = log_ticks(float(log_scores.min()), float(log_scores.max()))
+    fig.update_xaxes(title="anomaly score (log scale)", tickvals=ticks, ticktext=[score_text(10**t) for t in ticks])
     fig.update_layout(height=320, margin={"t": 30}, showlegend=False)
     fig.update_yaxes(title="samples", type="log", dtick=1)  # ticks at 1, 10, 100, ...: the minor ones crowd
     return fig
+
+
+MAX_TICKS = 8
+
+
+def log_ticks(low: float, high: float) -> np.ndarray:
+    """Tick positions (log10) between ``low`` and ``high``: 1-2-5 steps within a few decades, else
+    every k-th power of ten, never more than :data:`MAX_TICKS`."""
+    decades = np.arange(np.floor(low), np.ceil(high) + 1, dtype=np.float64)
+    for marks in ((1, 2, 5), (1, 3), (1,)):
+        ticks = np.log10([m * 10.0**k for k in decades for m in marks])
+        ticks = ticks[(ticks >= low - 0.05) & (ticks <= high + 0.05)]
+        if len(ticks) <= MAX_TICKS:
+            return ticks if len(ticks) else np.array([low])
+    step = int(np.ceil(len(decades) / MAX_TICKS))
+    return decades[(decades >= np.floor(low)) & (decades % step == 0)][:MAX_TICKS]
+
+
+def score_text(value: float) -> str:
+    """A score as a person reads it: 0.42, 3.5, 1,200, or 1e+34 beyond six digits."""
+    if value != value:
+        return "-"
+    if 1e-3 <= abs(value) < 1e6:
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return f"{value:.0e}"
 
 
 def text_sketch(pixels: np.ndarray, width: int = 14) -> str:

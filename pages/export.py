@@ -1,60 +1,137 @@
-"""Export: choose the threshold with the labels, download the detector, score a file with it."""
+"""Export: choose the threshold by the share it flags, download the detector, score a file with it."""
 
 from __future__ import annotations
 
 from dataclasses import astuple
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from deepsad_core.studio import DeepSADError, Project, ThresholdChoice, load_detector, tradeoff_curve
+from deepsad_core.studio import (
+    DeepSADError,
+    Project,
+    ThresholdChoice,
+    load_detector,
+    threshold_for_counts,
+    tradeoff_curve,
+)
 from pages.common import project_page, with_interval, without_paths
+
+STEPS = 200  # slider positions: the flagged count moves by about half a percent of the data per step
+CHART_POINTS = 30  # thresholds the estimates chart is drawn at
+LEVEL_TEXT = "90 %"  # the estimates' intervals (deepsad_core.loop.estimates)
+
+
+def flag_options(scores: np.ndarray, keep: list[float]) -> list[float]:
+    """The slider's thresholds, by the number they flag: evenly from none to at least half the data
+    (and twice the ``keep`` thresholds' counts), plus ``keep`` themselves, one threshold per count (two
+    positions with the same label would be one to the slider), most flagged last."""
+    n = len(scores)
+    most = max([n // 2] + [2 * int((scores > t).sum()) for t in keep])
+    counts = np.unique(np.linspace(0, min(n, most), STEPS + 1).round().astype(int))
+    by_count = dict(zip(counts.tolist(), threshold_for_counts(scores, counts).tolist(), strict=True))
+    by_count.update({int((scores > t).sum()): float(t) for t in keep})
+    return [by_count[k] for k in sorted(by_count)]
+
+
+def flagged_text(scores: np.ndarray, threshold: float) -> str:
+    k = int((scores > threshold).sum())
+    return f"{k / len(scores):.1%} flagged ({k:,})"
+
+
+def suggestion(project: Project, current) -> tuple[float, str]:
+    """The threshold the page starts at, and what it says about it (how sure, from what)."""
+    suggested = project.suggested_threshold()
+    n = len(current.scores)
+    if suggested is not None:
+        f1 = suggested.f1
+        sure = (
+            "few answers yet: take it as a starting point"
+            if suggested.check_labels < 20
+            else "the interval says how sure"
+        )
+        return suggested.threshold, (
+            f"Suggested: flag {suggested.flagged / n:.1%} ({suggested.flagged:,} samples), the best estimated F1 "
+            f"over all samples, {f1.value:.2f} ({f1.low:.2f}–{f1.high:.2f}), from {suggested.check_labels} "
+            f"answered check samples; {sure}."
+        )
+    guess = project.label_free_prevalence()
+    return current.threshold.value, (
+        f"Suggested: flag {flagged_text(current.scores, current.threshold.value)}, a rough guess from the scores "
+        f"alone: about {guess.value:.1%} of samples ({guess.low:.1%}–{guess.high:.1%}) score far above the rest. "
+        "Estimates over all samples appear once a check sample on the Label page is answered."
+    )
 
 
 def render_threshold(project: Project) -> float:
     current = project.current_round()
-    chosen = current.threshold
-    suggested = project.suggested_threshold()
-    if suggested is not None:
-        start = suggested.threshold
-        st.caption(
-            f"Suggested: {start:.4g} (the best estimated F1 over all samples, from {suggested.random_labels} "
-            "labels of the queue's random picks)"
-        )
-    else:
-        start = chosen.value
-        st.caption(
-            f"Suggested: {start:.4g} ({chosen.method}: {chosen.detail}). Estimates over all samples "
-            "appear once some of the queue's random picks are labeled."
-        )
-    curve = tradeoff_curve(current.scores, project.semi_targets(), include=[chosen.value, start])
+    scores = current.scores
+    start, said = suggestion(project, current)
+    st.caption(said)
     value = st.select_slider(
-        "Threshold (samples scoring above it are flagged)", options=curve["threshold"].tolist(),
-        value=start, format_func=lambda v: f"{v:.4g}", key="export.threshold",
+        "Threshold, by the share of samples it flags", options=flag_options(scores, [start, current.threshold.value]),
+        value=start, format_func=lambda t: flagged_text(scores, t), key="export.threshold",
     )  # fmt: skip
-    row = curve[curve.threshold == value].iloc[0]
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Flagged", f"{int(row.flagged)} of {len(current.scores)}")
-    c2.metric("Precision on labels", "-" if pd.isna(row.precision) else f"{row.precision:.2f}")
-    c3.metric("Recall on labels", "-" if pd.isna(row.recall) else f"{row.recall:.2f}")
+    k = int((scores > value).sum())
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Flagged", f"{k:,} of {len(scores):,}")
     found = project.estimates(threshold=float(value))
     if found is not None:
-        e1, e2, e3 = st.columns(3)
-        e1.metric(
-            "Estimated anomalies in the data",
-            with_interval(*astuple(found.prevalence), percent=True),
+        c2.metric("Estimated anomalies in the data", with_interval(*astuple(found.prevalence), percent=True))
+        c3.metric("Estimated precision", with_interval(*astuple(found.precision)))
+        if found.recall_is_bounded:
+            c4.metric("Estimated recall", with_interval(*astuple(found.recall)))
+        else:
+            c4.metric("Estimated recall", f"at least {found.recall_lower:.2f}")
+            st.caption(
+                f"Only {found.check_below} answered check samples score below this threshold: too few to say how "
+                f"many anomalies it misses, so the recall shows its {found.level:.0%} lower bound only."
+            )
+    curve = tradeoff_curve(scores, project.semi_targets(), include=[float(value)])
+    row = curve[curve.threshold == value].iloc[0]
+    if pd.notna(row.precision):
+        st.caption(
+            f"On your labels alone: precision {row.precision:.2f}, recall {row.recall:.2f}. The queue chose those "
+            "samples on purpose (most anomalous, uncertain, unusual), so they flatter the detector; the estimates "
+            f"over all samples rest on the check samples, with {LEVEL_TEXT} intervals."
         )
-        e2.metric("Estimated precision", with_interval(*astuple(found.precision)))
-        e3.metric("Estimated recall", with_interval(*astuple(found.recall)))
-    st.caption(
-        "*On labels*: among the samples you labeled, which the queue chose on purpose (most anomalous, "
-        "uncertain, unusual), so they flatter the detector. *Estimated*: over all samples, from the "
-        "queue's random picks, with 90 % intervals."
-    )
-    if curve["precision"].notna().any():
-        st.line_chart(curve.set_index("threshold")[["precision", "recall"]], height=220)
+    st.plotly_chart(tradeoff_chart(project, scores, float(value), curve), width="stretch", key="export.chart")
     return float(value)
+
+
+def tradeoff_chart(project: Project, scores: np.ndarray, chosen: float, curve: pd.DataFrame) -> go.Figure:
+    """Precision and recall against the share flagged: estimated over all samples where check samples
+    are answered (with their intervals), else on the labels; the chosen threshold marked."""
+    n = len(scores)
+    most = max(n // 2, 2 * int((scores > chosen).sum()))
+    counts = np.unique(np.linspace(1, min(n, most), CHART_POINTS).round().astype(int))
+    thresholds = threshold_for_counts(scores, counts)
+    found = project.estimate_curve(thresholds)
+    fig = go.Figure()
+    if found is not None:
+        share = np.array([e.flagged for e in found]) / n * 100
+        for name, colour in (("precision", "#1f77b4"), ("recall", "#d62728")):
+            low = [getattr(e, name).low for e in found]
+            high = [getattr(e, name).high for e in found]
+            mid = [getattr(e, name).value for e in found]
+            fig.add_trace(go.Scatter(x=np.r_[share, share[::-1]], y=np.r_[high, low[::-1]], fill="toself",
+                                     fillcolor=colour, opacity=0.15, line={"width": 0}, hoverinfo="skip",
+                                     showlegend=False))  # fmt: skip
+            fig.add_trace(go.Scatter(x=share, y=mid, name=f"estimated {name}", line={"color": colour}))
+    elif curve["precision"].notna().any():
+        labeled = curve.sort_values("flagged")
+        share = labeled["flagged"] / n * 100
+        fig.add_trace(go.Scatter(x=share, y=labeled["precision"], name="precision on labels"))
+        fig.add_trace(go.Scatter(x=share, y=labeled["recall"], name="recall on labels"))
+    fig.add_vline(x=float((scores > chosen).mean() * 100), line_dash="dash", line_color="gray",
+                  annotation_text="chosen")  # fmt: skip
+    fig.update_xaxes(title="samples flagged (%)", range=[0, min(100, most / n * 100)])
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_layout(height=300, margin={"t": 30}, legend={"orientation": "h", "y": 1.12})
+    return fig
 
 
 def render_download(project: Project, threshold: float) -> None:

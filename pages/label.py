@@ -1,4 +1,4 @@
-"""Label: the current queue in sections, one click per decision, undo, and the next round."""
+"""Label: the current queue in the order it asks, one click per decision, undo, and the next round."""
 
 from __future__ import annotations
 
@@ -22,17 +22,22 @@ from pages.common import (
 )
 
 CARD_WIDTH = {"image": 270, "tabular": 290}  # pixels: the decision control needs about 240
-# Cards on screen per section (all with "Show every item"): each card is three elements the server
-# sends and the browser redraws on every click, so fewer cards keep the next item quick. Twelve in
-# all, the larger sections of the default queue mix (deepsad_core.loop.query.DEFAULT_MIX) showing four.
-SHOWN_PER_SECTION = {"most_anomalous": 4, "most_uncertain": 2, "diverse": 4, "random": 2}
+# Cards on screen (all with "Show every item"): each card is three elements the server sends and the
+# browser redraws on every click, so fewer cards keep the next item quick.
+SHOWN = 12
 
-SECTIONS = {
-    "most_anomalous": ("Most anomalous", "The highest scores: where anomalies are found."),
-    "most_uncertain": ("Most uncertain", "Scores closest to the threshold: where the boundary is decided."),
-    "diverse": ("Diverse picks", "Far from everything labeled: parts of the data nobody has looked at."),
-    "random": ("Random picks", "A fair sample of the data, so the labels do not only cover its extremes."),
-}
+# what each part of the queue is called on its cards, its badge colour, and what it is for
+PARTS = {
+    "most_anomalous": ("Most anomalous", "red", "The highest scores: where anomalies are found."),
+    "diverse": ("Diverse", "blue", "Far from everything labeled: parts of the data nobody has looked at."),
+    "most_uncertain": ("Uncertain", "orange", "Scores closest to the threshold: where the boundary is decided."),
+    "check": (
+        "Check sample", "violet",
+        "Drawn at random with a known chance: the estimates over all samples on the Export page rest on "
+        "your answers to these.",
+    ),
+    "random": ("Random", "gray", "A uniform random draw."),
+}  # fmt: skip
 
 
 def pending_queue(project: Project, current, labels: dict[int, str]) -> list[dict]:
@@ -52,7 +57,7 @@ def give_label(project: Project, indices: list[int], label: str) -> None:
 
 
 def mark_rest_normal(project: Project, indices: list[int]) -> None:
-    """Label the section's samples normal, those still unlabeled when it commits; say how many were not."""
+    """Label a queue part's samples normal, those still unlabeled when it commits; say how many were not."""
     current = project.current_round()
     round_number = current.number if current else None
     action, applied = project.label_unlabeled(indices, "normal", st.session_state["annotator"], round_number)
@@ -98,15 +103,15 @@ def render_item(project: Project, item: dict) -> None:
                 else thumbnail(project.pixels[i])
             )
             st.image(picture, caption=item["sample_id"], width="stretch")
-            st.markdown(f":gray[{item['reason']}]")
+            st.markdown(f"{part_badge(item['strategy'])} :gray[{item['reason']}]")
         else:
             values = "  \n".join(standout_values(project, i))
             # the round worked out its queue's drivers; rounds saved before that are explained now
             found = drivers_text(item["drivers"]) if "drivers" in item else score_drivers(project, item["round"], i)
             drivers = ", ".join(found) or "-"
             st.markdown(
-                f"**{plain(item['sample_id'])}**  \n{values}  \n:gray[drives the score:] {drivers}  \n"
-                f":gray[{item['reason']}]"
+                f"{part_badge(item['strategy'])} **{plain(item['sample_id'])}**  \n{values}  \n"
+                f":gray[drives the score:] {drivers}  \n:gray[{item['reason']}]"
             )
         key = f"label.{item['strategy']}.{i}"  # the section is in the key, so tests can find each queue's items
         st.segmented_control(
@@ -120,20 +125,36 @@ def render_item(project: Project, item: dict) -> None:
         )
 
 
-def render_section(project: Project, strategy: str, items: list[dict]) -> None:
-    title, help_text = SECTIONS.get(strategy, (strategy, ""))
-    shown = items if st.session_state["label.show_all"] else items[: SHOWN_PER_SECTION.get(strategy, 4)]
-    partly = f" :gray[· {len(shown)} shown]" if len(items) > len(shown) else ""  # the rest move up as you label
-    st.subheader(f"{title} ({len(items)}){partly}", help=help_text)
+def part_badge(strategy: str) -> str:
+    """The coloured badge that names a card's queue part."""
+    title, colour, _ = PARTS.get(strategy, (strategy, "gray", ""))
+    return f":{colour}-badge[{title}]"
+
+
+def render_queue(project: Project, queue: list[dict]) -> None:
+    """The queue's cards in the order it asks (its parts interleaved), then one button per part."""
+    shown = queue if st.session_state["label.show_all"] else queue[:SHOWN]
+    partly = f" :gray[· {len(shown)} shown]" if len(queue) > len(shown) else ""  # the rest move up as you label
+    parts = [name for name in PARTS if any(q["strategy"] == name for q in queue)]
+    help_text = "  \n".join(f"**{PARTS[name][0]}**: {PARTS[name][2]}" for name in parts)
+    st.subheader(f"Queue ({len(queue)}){partly}", help=help_text)
+    if "check" in parts:
+        st.caption(
+            f"{part_badge('check')} cards are drawn at random: the estimates over all samples rest on your "
+            "answers to them, so answer them as carefully as the rest."
+        )
     with st.container(horizontal=True, wrap=True, gap="small"):  # cards flow into rows by the window's width
         for item in shown:
             render_item(project, item)
-    st.button(
-        f"Mark the rest of '{title}' normal ({len(items)})",
-        key=f"label.rest.{strategy}",
-        on_click=mark_rest_normal,
-        args=(project, [q["index"] for q in items]),
-    )
+    with st.container(horizontal=True):
+        for name in parts:
+            indices = [q["index"] for q in queue if q["strategy"] == name]
+            st.button(
+                f"Mark the rest of '{PARTS[name][0]}' normal ({len(indices)})",
+                key=f"label.rest.{name}",
+                on_click=mark_rest_normal,
+                args=(project, indices),
+            )
 
 
 def render_header(project: Project, worker: RoundWorker, labels: dict[int, str], queue: list[dict], current) -> None:
@@ -196,13 +217,9 @@ def label_body(project: Project, worker: RoundWorker) -> None:
     if not queue:
         st.success("This queue is done. Train the next round to get new suggestions.")
         return
-    by_section: dict[str, list[dict]] = {}
     for item in queue:
         item["round"] = current.number
-        by_section.setdefault(item["strategy"], []).append(item)
-    for strategy in SECTIONS:
-        if by_section.get(strategy):
-            render_section(project, strategy, by_section[strategy])
+    render_queue(project, queue)
 
 
 def main() -> None:

@@ -145,7 +145,10 @@ def render_settings(project: Project) -> None:
             "most_uncertain": m2.slider("Most uncertain", 0.0, 1.0, config.mix.get("most_uncertain", 0.0)),
             "diverse": m3.slider("Diverse", 0.0, 1.0, config.mix.get("diverse", 0.0)),
             "check": m4.slider(
-                "Check samples", 0.0, 1.0, config.mix.get("check", 0.0),
+                "Check samples",
+                0.0,
+                1.0,
+                config.mix.get("check", 0.0),
                 help="Drawn at random with a known chance: the estimates over all samples rest on them",
             ),
         }

@@ -1,5 +1,6 @@
 """The Export page (AppTest): the threshold picker, and a bundle that scores like the project."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +11,22 @@ from deepsad_core.detectors.contract import load_model
 from deepsad_core.studio import load_detector
 
 
-def test_the_picker_starts_at_the_suggested_threshold_and_counts_what_it_flags(sample_project):
+def test_the_picker_moves_by_the_share_flagged_and_starts_at_the_suggested_threshold(sample_project):
     at = open_page("pages/export.py", sample_project)
     current = sample_project.current_round()
     picker = at.get("select_slider")[0]
     assert picker.value == current.threshold.value
-    assert metrics(at)["Flagged"] == f"{int((current.scores > picker.value).sum())} of 376"
-    lower = sorted(picker.options, key=float)[len(picker.options) // 2]
-    picker.set_value(float(lower)).run()
-    assert metrics(at)["Flagged"] == f"{int((current.scores > float(lower)).sum())} of 376"
+    k = int((current.scores > picker.value).sum())
+    assert metrics(at)["Flagged"] == f"{k} of 376"
+    assert picker.options[0] == "0.0% flagged (0)" and all(o.endswith(")") for o in picker.options)
+    counts = [int(o.rsplit("(", 1)[1].rstrip(")")) for o in picker.options]
+    assert counts == sorted(set(counts)) and max(np.diff(counts)) <= 2  # one or two samples a step
+    assert "a rough guess from the scores alone" in at.caption[0].value  # no check sample answered yet
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert chart["layout"]["xaxis"]["title"]["text"] == "samples flagged (%)"
+    later = sorted(current.scores)[len(current.scores) // 2]
+    picker.set_value(float(later)).run()
+    assert metrics(at)["Flagged"] == f"{int((current.scores > later).sum())} of 376"
 
 
 def test_the_bundle_is_built_with_the_chosen_threshold_and_scores_as_the_rounds_model(sample_project):
@@ -36,7 +44,7 @@ def test_the_bundle_is_built_with_the_chosen_threshold_and_scores_as_the_rounds_
     assert spearmanr(live, current.scores).statistic > 0.98
 
 
-def test_once_random_picks_are_labeled_the_page_shows_estimates_and_suggests_from_them(sample_project):
+def test_once_check_samples_are_answered_the_page_shows_estimates_and_suggests_from_them(sample_project):
     truth = sample_project.truth()
     for q in sample_project.current_round().queue:  # the expert answers the whole first queue
         sample_project.label(q["index"], "anomalous" if truth[q["index"]] else "normal")
@@ -45,14 +53,22 @@ def test_once_random_picks_are_labeled_the_page_shows_estimates_and_suggests_fro
     RoundWorker(sample_project).run()
     at = open_page("pages/export.py", sample_project)
     suggested = sample_project.suggested_threshold()
-    assert suggested is not None and suggested.random_labels == 4
+    assert suggested is not None and suggested.check_labels == 8
     assert at.get("select_slider")[0].value == suggested.threshold
-    assert "the best estimated F1 over all samples, from 4 labels of the queue's random picks" in at.caption[0].value
+    said = at.caption[0].value
+    assert "the best estimated F1 over all samples" in said and "from 8 answered check samples" in said
+    assert "take it as a starting point" in said  # few answers: the page says how sure it is
     shown = metrics(at)
     found = sample_project.estimates(threshold=suggested.threshold)
-    assert shown["Estimated recall"] == (f"{found.recall.value:.2f} ({found.recall.low:.2f}–{found.recall.high:.2f})")
-    assert "Estimated anomalies in the data" in shown and "Recall on labels" in shown
+    if found.recall_is_bounded:
+        assert shown["Estimated recall"] == f"{found.recall.value:.2f} ({found.recall.low:.2f}–{found.recall.high:.2f})"
+    else:  # too few check samples below the threshold: the lower bound, and why
+        assert shown["Estimated recall"] == f"at least {found.recall_lower:.2f}"
+        assert any("too few to say how many anomalies it misses" in c.value for c in at.caption)
+    assert "Estimated anomalies in the data" in shown
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {t.get("name") for t in chart["data"]} >= {"estimated precision", "estimated recall"}
     at.button(key="export.build").click().run()
     manifest = load_detector(Path(at.session_state["export.bundle"])).info()
     assert manifest["estimates"]["threshold"] == suggested.threshold
-    assert manifest["estimates"]["random_labels"] == 4
+    assert manifest["estimates"]["check_labels"] == 8

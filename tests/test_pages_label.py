@@ -5,25 +5,27 @@ from apptest import metrics, open_page
 from deepsad_core.studio import Project
 
 
-def _cards(at, section: str) -> list:
-    return [b for b in at.button_group if b.key.startswith(f"label.{section}.")]
+def _cards(at, part: str = "") -> list:
+    return [b for b in at.button_group if b.key.startswith(f"label.{part}")]
 
 
-def test_the_page_shows_the_counts_and_the_queue_in_sections(sample_project):
+def test_the_page_shows_the_counts_and_the_queue_in_its_order_with_check_samples_among_the_first(sample_project):
     at = open_page("pages/label.py", sample_project)
     assert metrics(at) == {"Round": "0", "Labeled normal": "0", "Labeled anomalous": "0", "Left in this queue": "20"}
-    subheaders = " ".join(h.value for h in at.subheader)
-    for title in ("Most anomalous (4)", "Most uncertain (2)", "Diverse picks (10)", "Random picks (4)"):
-        assert title in subheaders
-    assert len([m for m in at.markdown if "drives the score:] **" in m.value]) == 12  # every card shown says why
-    top = max(sample_project.current_round().scores)
-    first = _cards(at, "most_anomalous")[0]
-    assert sample_project.current_round().scores[int(first.key.rsplit(".", 1)[1])] == top  # highest first
+    assert "Queue (20)" in " ".join(h.value for h in at.subheader)
+    cards = [m.value for m in at.markdown if "drives the score:] **" in m.value]
+    assert len(cards) == 12  # every card shown says why
+    queue = sample_project.current_round().queue
+    shown = [int(b.key.rsplit(".", 1)[1]) for b in _cards(at) if b.key.count(".") == 2]
+    assert shown == [q["index"] for q in queue[:12]]  # the queue's own order
+    assert sample_project.current_round().scores[shown[0]] == max(sample_project.current_round().scores)
+    checks = [c for c in cards if ":violet-badge[Check sample]" in c]
+    assert len(checks) >= 3 and all("check sample: drawn at random" in c for c in checks)
 
 
 def test_a_decision_is_stored_in_the_project_and_the_card_leaves_the_queue(sample_project):
     at = open_page("pages/label.py", sample_project)
-    card = _cards(at, "most_anomalous")[0]
+    card = _cards(at, "most_anomalous.")[0]
     index = int(card.key.rsplit(".", 1)[1])
     card.set_value("anomalous").run()
     assert Project.open(sample_project.path).labels() == {index: "anomalous"}  # durable, not page state
@@ -33,18 +35,18 @@ def test_a_decision_is_stored_in_the_project_and_the_card_leaves_the_queue(sampl
 
 def test_skip_takes_a_card_out_of_the_queue_without_a_label_and_is_kept(sample_project):
     at = open_page("pages/label.py", sample_project)
-    card = _cards(at, "diverse")[0]
+    card = _cards(at, "diverse.")[0]
     card.set_value("skip").run()
     assert sample_project.labels() == {} and metrics(at)["Left in this queue"] == "19"
     again = open_page("pages/label.py", sample_project)  # another tab, or after a restart
     assert metrics(again)["Left in this queue"] == "19" and all(b.key != card.key for b in again.button_group)
 
 
-def test_mark_the_rest_normal_labels_the_section_and_undo_takes_it_back(sample_project):
+def test_mark_the_rest_normal_labels_the_part_and_undo_takes_it_back(sample_project):
     at = open_page("pages/label.py", sample_project)
-    section = [q["index"] for q in sample_project.current_round().queue if q["strategy"] == "random"]
-    assert len(_cards(at, "random")) == 2 < len(section) == 4  # two shown, all four labeled
-    at.button(key="label.rest.random").click().run()
+    section = [q["index"] for q in sample_project.current_round().queue if q["strategy"] == "diverse"]
+    assert len(_cards(at, "diverse.")) < len(section) == 6  # some shown, all six labeled
+    at.button(key="label.rest.diverse").click().run()
     assert sample_project.labels() == dict.fromkeys(section, "normal")
     assert metrics(at)["Labeled normal"] == str(len(section))
     at.button(key="label.undo").click().run()
@@ -54,7 +56,7 @@ def test_mark_the_rest_normal_labels_the_section_and_undo_takes_it_back(sample_p
 
 def test_undo_leaves_another_sessions_labels_alone(sample_project):
     other = open_page("pages/label.py", sample_project)
-    _cards(other, "most_anomalous")[0].set_value("anomalous").run()
+    _cards(other, "most_anomalous.")[0].set_value("anomalous").run()
     mine = open_page("pages/label.py", sample_project)  # the same default name, "expert"
     mine.button(key="label.undo").click().run()
     assert len(sample_project.labels()) == 1

@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["ThresholdChoice", "choose_threshold", "contamination_threshold", "flag", "tradeoff_curve"]
+__all__ = [
+    "ThresholdChoice",
+    "choose_threshold",
+    "contamination_threshold",
+    "flag",
+    "threshold_for_counts",
+    "tradeoff_curve",
+]
 
 
 def flag(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -24,6 +31,14 @@ def flag(scores: np.ndarray, threshold: float) -> np.ndarray:
 def contamination_threshold(scores: np.ndarray, contamination: float) -> float:
     """The score above which the top ``contamination`` share of ``scores`` lies."""
     return float(np.quantile(scores, 1 - contamination))
+
+
+def threshold_for_counts(scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """For each count ``k``, the threshold that flags the ``k`` highest scores (fewer where scores tie):
+    the ``k``-th highest score itself, or the highest for ``k = 0``. A threshold a person picks by the
+    share it flags, whatever the scale of the scores."""
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    return ordered[np.clip(np.asarray(counts, dtype=np.int64), 0, len(ordered) - 1)]
 
 
 @dataclass(frozen=True)

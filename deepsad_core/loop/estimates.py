@@ -35,11 +35,12 @@ from sklearn.linear_model import LogisticRegression
 from deepsad_core.base.threshold import ThresholdChoice, choose_threshold, contamination_threshold, flag
 
 __all__ = [
+    "THRESHOLD_METHODS",
     "Estimate",
     "PoolEstimates",
     "RoundSample",
-    "THRESHOLD_METHODS",
     "choose_round_threshold",
+    "estimate_curve",
     "estimate_pool",
     "label_free_prevalence",
     "round_sample",
@@ -184,8 +185,8 @@ _Prepared = tuple
 def _bands(scores: np.ndarray, threshold: float) -> list[tuple[float, float, bool]]:
     """Bands of the scores: the flagged ones, the rest down to the median score, the bottom half (empty
     bands left out), as (above, up to, flagged)."""
-    median = float(np.median(scores))
-    parts = [(threshold, np.inf, True), (min(median, threshold), threshold, False), (-np.inf, min(median, threshold), False)]
+    median = min(float(np.median(scores)), threshold)
+    parts = [(threshold, np.inf, True), (median, threshold, False), (-np.inf, median, False)]
     return [(lo, hi, f) for lo, hi, f in parts if hi > lo]
 
 
@@ -290,6 +291,19 @@ def estimate_pool(
     if prepared is None:
         return None
     return _at(np.asarray(scores), threshold, prepared, level, draws, seed)
+
+
+def estimate_curve(
+    scores: np.ndarray, semi_targets: np.ndarray, samples: list[RoundSample], thresholds: np.ndarray,
+    held_out: np.ndarray | None = None, draws: int = 400,
+) -> list[PoolEstimates] | None:  # fmt: skip
+    """:func:`estimate_pool` at each of ``thresholds`` (fewer draws each: a chart, not a decision);
+    ``None`` until some check samples are answered."""
+    scores = np.asarray(scores)
+    prepared = _prepared(scores, semi_targets, samples, held_out)
+    if prepared is None:
+        return None
+    return [_at(scores, float(t), prepared, LEVEL, draws, 0) for t in thresholds]
 
 
 def suggest_threshold(

@@ -301,7 +301,7 @@ class Hybrid:
         if owed > 0:  # filtering left a gap: fill from the first choosing part without the filter
             first = next((s for s, _ in self.parts if s.name not in SAMPLED_PARTS), None)
             if first is None:
-                sampled = [(sampled[0][0], sampled[0][1] + owed)] + sampled[1:]
+                sampled = [(sampled[0][0], sampled[0][1] + owed), *sampled[1:]]
             else:
                 sub = QueryPool(pool.scores, pool.labeled | taken, pool.threshold, pool.latents)
                 for pick in first.query(sub, owed, rng):

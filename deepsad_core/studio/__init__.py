@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deepsad_core.base.threshold import ThresholdChoice, tradeoff_curve
+    from deepsad_core.base.threshold import ThresholdChoice, threshold_for_counts, tradeoff_curve
     from deepsad_core.bundle.read import load_detector
     from deepsad_core.data import SUPPORTED_SUFFIXES
     from deepsad_core.exceptions import DeepSADError, ProjectNameError
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "ThresholdChoice": "deepsad_core.base.threshold",
+    "threshold_for_counts": "deepsad_core.base.threshold",
     "tradeoff_curve": "deepsad_core.base.threshold",
     "load_detector": "deepsad_core.bundle.read",
     "SUPPORTED_SUFFIXES": "deepsad_core.data",
@@ -55,6 +56,7 @@ __all__ = [
     "ThresholdChoice",
     "load_detector",
     "start_map_process",
+    "threshold_for_counts",
     "tradeoff_curve",
 ]
 

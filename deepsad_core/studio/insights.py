@@ -17,6 +17,7 @@ from deepsad_core.loop.audit import Doubt, StopHint, audit_labels
 from deepsad_core.loop.estimates import (
     Estimate,
     PoolEstimates,
+    estimate_curve,
     estimate_pool,
     label_free_prevalence,
     suggest_threshold,
@@ -56,6 +57,11 @@ class ProjectInsights:
         view = self._done_round(round_number)
         value = view.threshold.value if threshold is None else threshold
         return estimate_pool(view.scores, value, self.semi_targets(), self.round_samples(), view.held_out)
+
+    def estimate_curve(self, thresholds: np.ndarray, round_number: int | None = None) -> list[PoolEstimates] | None:
+        """The estimates at each of ``thresholds`` (for a chart); ``None`` until a check sample is answered."""
+        view = self._done_round(round_number)
+        return estimate_curve(view.scores, self.semi_targets(), self.round_samples(), thresholds, view.held_out)
 
     def label_free_prevalence(self, round_number: int | None = None) -> Estimate:
         """A rough anomaly share from a round's scores alone, for before any check sample is answered."""
