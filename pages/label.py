@@ -131,9 +131,24 @@ def part_badge(strategy: str) -> str:
     return f":{colour}-badge[{title}]"
 
 
-def render_queue(project: Project, queue: list[dict]) -> None:
+def card_slots(queue: list[dict], count: int, round_number: int) -> list[dict]:
+    """The cards on screen: the queue's first ``count`` in its order, and when one is decided the next
+    card in the queue takes its place rather than every later card moving up one. The page then sends
+    the browser one changed card per click, not all of them (the click-to-next-card time)."""
+    pending = {q["index"]: q for q in queue}
+    kept = st.session_state.get("label.slots")
+    slots = [i if i in pending else None for i in kept[1]] if kept and kept[0] == round_number else []
+    waiting = iter(q["index"] for q in queue if q["index"] not in set(slots))
+    slots = [next(waiting, None) if i is None else i for i in slots[:count]]
+    slots += [i for _, i in zip(range(count - len(slots)), waiting, strict=False)]
+    slots = [i for i in slots if i is not None]
+    st.session_state["label.slots"] = (round_number, slots)
+    return [pending[i] for i in slots]
+
+
+def render_queue(project: Project, queue: list[dict], round_number: int) -> None:
     """The queue's cards in the order it asks (its parts interleaved), then one button per part."""
-    shown = queue if st.session_state["label.show_all"] else queue[:SHOWN]
+    shown = card_slots(queue, len(queue) if st.session_state["label.show_all"] else SHOWN, round_number)
     partly = f" :gray[· {len(shown)} shown]" if len(queue) > len(shown) else ""  # the rest move up as you label
     parts = [name for name in PARTS if any(q["strategy"] == name for q in queue)]
     help_text = "  \n".join(f"**{PARTS[name][0]}**: {PARTS[name][2]}" for name in parts)
@@ -219,7 +234,7 @@ def label_body(project: Project, worker: RoundWorker) -> None:
         return
     for item in queue:
         item["round"] = current.number
-    render_queue(project, queue)
+    render_queue(project, queue, current.number)
 
 
 def main() -> None:

@@ -85,3 +85,16 @@ def test_cards_show_what_drives_the_score_as_the_round_worked_it_out(sample_proj
     assert all(q["drivers"] for q in sample_project.current_round().queue)
     at = open_page("pages/label.py", sample_project)
     assert len([m for m in at.markdown if "drives the score:] **" in m.value]) == 12
+
+
+def test_a_decided_card_gives_its_place_to_the_next_in_the_queue_and_the_others_stay_put(sample_project):
+    at = open_page("pages/label.py", sample_project)
+    queue = [q["index"] for q in sample_project.current_round().queue]
+
+    def shown():
+        return [int(b.key.rsplit(".", 1)[1]) for b in _cards(at) if b.key.count(".") == 2]
+
+    assert shown() == queue[:12]
+    second = next(b for b in _cards(at) if b.key.endswith(f".{queue[1]}"))
+    second.set_value("normal").run()
+    assert shown() == [queue[0], queue[12], *queue[2:12]]  # one card changed on screen, not eleven
