@@ -14,7 +14,7 @@ from benchmarks.common import RESULTS_DIR
 
 DOC = Path(__file__).parents[1] / "docs" / "benchmarks.md"
 # the reports in reading order; any other report follows, by name
-ORDER = ("detector_table", "estimates", "estimates-random40", "label_audit", "backbone_images", "backbone_digits",
+ORDER = ("detector_table", "estimates", "estimates-budget100", "label_audit", "backbone_images", "backbone_digits",
          "paper_images_ensemble", "paper_odds",
          "paper_odds_lr1e-3", "paper_images", "reference_loop", "reference_loop_50", "speed", "round_latency",
          "ingest", "score_bundle", "export_parity", "scale", "spark_score", "ddp_satellite")  # fmt: skip

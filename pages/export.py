@@ -38,6 +38,7 @@ def flag_options(scores: np.ndarray, keep: list[float]) -> list[float]:
 
 
 def flagged_text(scores: np.ndarray, threshold: float) -> str:
+    """``"4.2% flagged (158)"``: a threshold as the share of samples above it."""
     k = int((scores > threshold).sum())
     return f"{k / len(scores):.1%} flagged ({k:,})"
 
@@ -45,24 +46,19 @@ def flagged_text(scores: np.ndarray, threshold: float) -> str:
 def suggestion(project: Project, current) -> tuple[float, str]:
     """The threshold the page starts at, and what it says about it (how sure, from what)."""
     suggested = project.suggested_threshold()
-    n = len(current.scores)
-    if suggested is not None:
-        f1 = suggested.f1
-        sure = (
-            "few answers yet: take it as a starting point"
-            if suggested.check_labels < 20
-            else "the interval says how sure"
+    if suggested is None:
+        value = current.threshold.value
+        return value, (
+            f"Suggested: {flagged_text(current.scores, value)}, the round's threshold: {current.threshold.detail}. "
+            "Estimates over all samples appear once a check sample on the Label page is answered."
         )
-        return suggested.threshold, (
-            f"Suggested: flag {suggested.flagged / n:.1%} ({suggested.flagged:,} samples), the best estimated F1 "
-            f"over all samples, {f1.value:.2f} ({f1.low:.2f}–{f1.high:.2f}), from {suggested.check_labels} "
-            f"answered check samples; {sure}."
-        )
-    guess = project.label_free_prevalence()
-    return current.threshold.value, (
-        f"Suggested: flag {flagged_text(current.scores, current.threshold.value)}, a rough guess from the scores "
-        f"alone: about {guess.value:.1%} of samples ({guess.low:.1%}–{guess.high:.1%}) score far above the rest. "
-        "Estimates over all samples appear once a check sample on the Label page is answered."
+    f1 = suggested.f1
+    few = suggested.check_labels < 20
+    sure = "few answers yet: take it as a starting point" if few else "its interval says how sure"
+    return suggested.threshold, (
+        f"Suggested: {flagged_text(current.scores, suggested.threshold)}, the best estimated F1 over all samples "
+        f"among the shares inside the estimated anomaly share: {f1.value:.2f} ({f1.low:.2f}–{f1.high:.2f}), from "
+        f"{suggested.check_labels} answered check samples; {sure}."
     )
 
 
@@ -98,7 +94,8 @@ def render_threshold(project: Project) -> float:
             "samples on purpose (most anomalous, uncertain, unusual), so they flatter the detector; the estimates "
             f"over all samples rest on the check samples, with {LEVEL_TEXT} intervals."
         )
-    st.plotly_chart(tradeoff_chart(project, scores, float(value), curve), width="stretch", key="export.chart")
+    if found is not None or curve["precision"].notna().any():
+        st.plotly_chart(tradeoff_chart(project, scores, float(value), curve), width="stretch", key="export.chart")
     return float(value)
 
 

@@ -320,7 +320,7 @@ def test_the_rounds_page_shows_the_history_and_the_score_histogram(page, sample)
 def test_the_exported_bundle_scores_outside_the_app_and_scores_an_upload(page, sample, tmp_path):
     # the threshold starts at the suggested one; build, download, load the bundle outside the app
     page.get_by_role("link", name="Export").click()
-    share = page.get_by_text("Suggested:").inner_text().split()[2]  # "Suggested: flag 9.0% (34 samples), ..."
+    share = page.get_by_text("Suggested:").inner_text().split()[1]  # "Suggested: 9.0% flagged (34), ..."
     assert page.locator('[data-testid="stSliderThumbValue"]').first.inner_text().startswith(f"{share} flagged")
     page.get_by_role("button", name="Build the detector bundle").click()
     page.get_by_text("Bundle ready").wait_for(timeout=120_000)
@@ -452,14 +452,20 @@ def test_scores_spanning_thirty_decades_read_as_shares_and_short_ticks(page, app
     from deepsad_core.studio.worker import RoundWorker
 
     project = Project.create(server_workspace, "wide scores", ROOT / "sample_data" / "breast_cancer.csv")
-    assert RoundWorker(project).run(RoundConfig(first_ae_epochs=2, first_epochs=2)).state == "done"
+    worker, fast = RoundWorker(project), RoundConfig(first_ae_epochs=2, first_epochs=2, epochs_per_round=2)
+    assert worker.run(fast).state == "done"
+    truth = project.truth()
+    for q in project.current_round().queue[:12]:  # the first cards answered, check samples among them
+        project.label(q["index"], "anomalous" if truth[q["index"]] else "normal")
+    assert worker.run(fast).state == "done"
     current = project.current_round()
-    ranks = current.scores.argsort().argsort() / (len(current.scores) - 1)
-    wide = 10.0 ** (-2 + 36 * ranks**3)  # the same order, thirty-six decades
-    np.save(current.path / "scores.npy", wide)
-    (current.path / "threshold.json").write_text(
-        json.dumps({"value": float(np.quantile(wide, 0.9)), "method": "score_distribution", "detail": "top 10 %"})
-    )
+    ordered = np.sort(current.scores)
+    wide = 10.0 ** (-2 + 36 * np.linspace(0, 1, len(ordered)) ** 3)  # the same order, thirty-six decades
+    for name in ("scores", "held_out"):
+        np.save(current.path / f"{name}.npy", np.interp(np.load(current.path / f"{name}.npy"), ordered, wide))
+    threshold = json.loads((current.path / "threshold.json").read_text())
+    threshold["value"] = float(np.interp(threshold["value"], ordered, wide))
+    (current.path / "threshold.json").write_text(json.dumps(threshold))
     page.goto(app_url)
     page.get_by_role("link", name="Projects").click()
     page.locator('[class~="st-key-projects-open-wide-scores"]').get_by_role("button", name="Open").click()
@@ -480,6 +486,7 @@ def test_scores_spanning_thirty_decades_read_as_shares_and_short_ticks(page, app
     assert all(0 < abs(b - a) <= 0.02 * 376 for a, b in itertools.pairwise(steps)), steps  # a few rows a step
     chart = page.locator('[data-testid="stPlotlyChart"]').first
     assert "samples flagged (%)" in chart.locator(".xtitle").text_content()
+    assert {t.text_content() for t in chart.locator(".legendtext").all()} == {"estimated precision", "estimated recall"}
     page.screenshot(path=ARTIFACTS / "export-wide-scores.png", full_page=True)
     page.get_by_role("link", name="Rounds").click()
     histogram = page.locator('[data-testid="stPlotlyChart"]').first

@@ -1,4 +1,4 @@
-"""Estimates from the labels: what the queue's random part allows one to say about the whole pool."""
+"""Estimates from the labels: what the queue's check samples allow one to say about the whole pool."""
 
 import numpy as np
 import pytest

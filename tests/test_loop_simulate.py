@@ -54,13 +54,39 @@ def test_an_expert_who_errs_is_audited_and_estimates_sit_beside_the_truth(npz):
     assert curves["wrong_labels"].is_monotonic_increasing and curves["wrong_labels"].iloc[-1] > 0
     assert curves["audit_precision_at_5"].iloc[1:].between(0, 1).all()
     assert curves["true_prevalence"].eq(setup.truth_pool.mean()).all()
-    later = curves.iloc[1:]  # from the first answered random picks on
+    later = curves.iloc[1:]  # from the first answered check samples on
     assert (later.est_prevalence_low <= later.est_prevalence).all() and (
         later.est_prevalence <= later.est_prevalence_high
     ).all()
     assert curves["stop_hint"].isin([0, 1]).all() and curves["rank_correlation"].iloc[1:].between(-1, 1).all()
     clean = simulate(setup, ["hybrid"], budget=10, batch_size=10, config=config, seed=0)
     assert clean["wrong_labels"].eq(0).all() and clean["audit_precision_at_5"].isna().all()
+
+
+def test_the_expert_answers_the_first_cards_of_the_apps_queue_and_the_curves_judge_the_suggested_threshold(
+    npz, monkeypatch
+):
+    import deepsad_core.loop.simulate as simulate_module
+
+    queues = []
+    real_round = simulate_module.run_round
+
+    def recording(*args, **kwargs):
+        result = real_round(*args, **kwargs)
+        queues.append(result.queue)
+        return result
+
+    monkeypatch.setattr(simulate_module, "run_round", recording)
+    setup = load_simulation_data(npz, seed=0)
+    config = RoundConfig(first_ae_epochs=2, first_epochs=3, epochs_per_round=2, batch_size=64)
+    curves = simulate(setup, ["hybrid"], budget=20, batch_size=10, config=config, seed=0)
+    assert [len(q) for q in queues[:-1]] == [config.queue_size] * 2  # the app's queue of 20
+    answered = {p.index for q in queues[:-1] for p in q[:10]}  # its first ten cards, in page order
+    assert curves["n_labels"].tolist() == [0, 10, 20] and len(answered) == 20
+    assert curves["est_check_labels"].iloc[1:].gt(0).all()  # check samples are among the first cards
+    last = curves.iloc[-1]
+    assert 0 < last["flagged_share"] < 1 and 0 <= last["true_f1"] <= last["best_f1"] <= 1
+    assert last["threshold_method"] == "estimated_f1"
 
 
 def test_cli_writes_curves_and_plot(npz, tmp_path):

@@ -21,9 +21,9 @@ def test_the_picker_moves_by_the_share_flagged_and_starts_at_the_suggested_thres
     assert picker.options[0] == "0.0% flagged (0)" and all(o.endswith(")") for o in picker.options)
     counts = [int(o.rsplit("(", 1)[1].rstrip(")")) for o in picker.options]
     assert counts == sorted(set(counts)) and max(np.diff(counts)) <= 2  # one or two samples a step
-    assert "a rough guess from the scores alone" in at.caption[0].value  # no check sample answered yet
-    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert chart["layout"]["xaxis"]["title"]["text"] == "samples flagged (%)"
+    said = at.caption[0].value  # no check sample answered yet: the round's rough guide, and what would do better
+    assert said.startswith(f"Suggested: {k / 376:.1%} flagged ({k})") and "once a check sample" in said
+    assert not at.get("plotly_chart")  # nothing to chart without estimates or labels
     later = sorted(current.scores)[len(current.scores) // 2]
     picker.set_value(float(later)).run()
     assert metrics(at)["Flagged"] == f"{int((current.scores > later).sum())} of 376"
@@ -57,6 +57,8 @@ def test_once_check_samples_are_answered_the_page_shows_estimates_and_suggests_f
     assert at.get("select_slider")[0].value == suggested.threshold
     said = at.caption[0].value
     assert "the best estimated F1 over all samples" in said and "from 8 answered check samples" in said
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert chart["layout"]["xaxis"]["title"]["text"] == "samples flagged (%)"
     assert "take it as a starting point" in said  # few answers: the page says how sure it is
     shown = metrics(at)
     found = sample_project.estimates(threshold=suggested.threshold)

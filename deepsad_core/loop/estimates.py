@@ -50,6 +50,7 @@ __all__ = [
 LEVEL = 0.9
 DRAWS = 4000
 MODEL_PRIOR = 2.0  # the score model's rate in a band is worth this many check labels
+REFERENCE_SHARE = 0.1  # the anomaly share that bounds the threshold search is estimated at this flagged share
 FEW_BELOW = 5  # below this many check labels under the threshold, the recall's upper end is not shown
 SAMPLED_PARTS = ("check", "random")  # the queue's parts that draw at random (deepsad_core.loop.query)
 
@@ -308,17 +309,22 @@ def estimate_curve(
 
 def suggest_threshold(
     scores: np.ndarray, semi_targets: np.ndarray, samples: list[RoundSample], held_out: np.ndarray | None = None,
-    candidates: int = 60,
+    candidates: int = 25,
 ) -> PoolEstimates | None:  # fmt: skip
-    """The threshold with the best estimated F1 over the pool (among the upper score quantiles), with
-    its estimates (``held_out`` as in :func:`estimate_pool`); ``None`` until some check samples are
-    answered."""
+    """The threshold with the best estimated F1 over the pool among those that flag a share of it
+    within the anomaly share's interval, with its estimates (``held_out`` as in :func:`estimate_pool`);
+    ``None`` until some check samples are answered.
+
+    The interval guards the F1 search: with few check labels its curve is noisy, and its best point
+    can flag a small fraction (or a multiple) of the anomalies the same labels say there are."""
     scores = np.asarray(scores)
     prepared = _prepared(scores, semi_targets, samples, held_out)
     if prepared is None:
         return None
+    share = _at(scores, float(np.quantile(scores, 1 - REFERENCE_SHARE)), prepared, LEVEL, 2000, 0).prevalence
+    shares = np.linspace(max(share.low, 1 / len(scores)), max(share.high, 1 / len(scores)), candidates)
     best, best_f1 = None, -1.0
-    for t in np.unique(np.quantile(scores, np.linspace(0.5, 0.998, candidates))):
+    for t in np.unique(np.quantile(scores, 1 - shares)):
         found = _at(scores, float(t), prepared, LEVEL, 400, 0)
         if np.isfinite(found.f1.value) and found.f1.value > best_f1:
             best, best_f1 = float(t), found.f1.value
