@@ -14,7 +14,9 @@ unknown samples there times the band's anomaly rate. The rate is a Beta posterio
 labels that fall in the band, weighted by one over their chance (their effective number, as in survey
 intervals for small samples, Korn and Graubard 1998), on top of a prior from a logistic model of
 "anomalous" on the log-score fitted on every label (the queue chooses by score, so given the score
-the choice biases it little), worth :data:`MODEL_PRIOR` check labels. Intervals are percentiles of
+the choice biases it little), worth :data:`MODEL_PRIOR` check labels. Check samples are placed in
+the bands by the detector's held-out scores: its own score of a labeled sample has learned the
+label. Intervals are percentiles of
 draws from the posterior predictive: a rate per band, then a whole number of unknown anomalies from
 it (so "none missed" is a possible answer).
 
@@ -33,6 +35,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from deepsad_core.base.threshold import ThresholdChoice, choose_threshold, contamination_threshold, flag
+from deepsad_core.loop.query import SAMPLED_PARTS
 
 __all__ = [
     "THRESHOLD_METHODS",
@@ -52,7 +55,6 @@ DRAWS = 4000
 MODEL_PRIOR = 2.0  # the score model's rate in a band is worth this many check labels
 REFERENCE_SHARE = 0.1  # the anomaly share that bounds the threshold search is estimated at this flagged share
 FEW_BELOW = 5  # below this many check labels under the threshold, the recall's upper end is not shown
-SAMPLED_PARTS = ("check", "random")  # the queue's parts that draw at random (deepsad_core.loop.query)
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,15 @@ class Checks:
     weight: np.ndarray
 
 
-# what the estimates rest on: (known labels, held-out scores, Checks, rounds, the score model's rate)
-_Prepared = tuple
+@dataclass(frozen=True)
+class _Basis:
+    """What the estimates rest on, whatever the threshold."""
+
+    known: np.ndarray  # 1 labeled anomalous, 0 labeled normal, -1 unknown
+    held_out: np.ndarray  # the scores that place check samples
+    checks: Checks
+    rounds: int
+    rate: np.ndarray  # the score model's p(anomalous), per sample
 
 
 def _bands(scores: np.ndarray, threshold: float) -> list[tuple[float, float, bool]]:
@@ -191,29 +200,25 @@ def _bands(scores: np.ndarray, threshold: float) -> list[tuple[float, float, boo
     return [(lo, hi, f) for lo, hi, f in parts if hi > lo]
 
 
-def _prior(model_rate: float, is_flagged: bool) -> tuple[float, float]:
-    return MODEL_PRIOR * model_rate, MODEL_PRIOR * (1 - model_rate)
-
-
 def _draw_counts(
-    scores: np.ndarray, threshold: float, prepared: _Prepared, draws: int, seed: int
+    scores: np.ndarray, threshold: float, basis: _Basis, draws: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draws of (anomalies flagged, anomalies not flagged) over the pool: the known ones as the scores
     flag them, the unknown ones band by band from the check labels, placed by their held-out scores."""
-    y, held_out, checks, _, rate = prepared
+    y, checks, rate = basis.known, basis.checks, basis.rate
     rng = np.random.default_rng(seed)
     flagged = scores > threshold
     caught = np.full(draws, float((flagged & (y == 1)).sum()))
     missed = np.full(draws, float((~flagged & (y == 1)).sum()))
-    checked = held_out[checks.index]
+    checked = basis.held_out[checks.index]
     for lo, hi, is_flagged in _bands(scores, threshold):
         unknown = (scores > lo) & (scores <= hi) & (y < 0)
         inside = (checked > lo) & (checked <= hi)
         w, hits = checks.weight[inside], y[checks.index[inside]]
         n_eff = w.sum() ** 2 / (w**2).sum() if len(w) else 0.0
         share = float(w @ hits / w.sum()) if len(w) else 0.0
-        a0, b0 = _prior(float(np.clip(rate[unknown].mean(), 1e-3, 1 - 1e-3)) if unknown.any() else 0.5, is_flagged)
-        drawn = rng.beta(n_eff * share + a0, n_eff * (1 - share) + b0, draws)
+        prior = float(np.clip(rate[unknown].mean(), 1e-3, 1 - 1e-3)) if unknown.any() else 0.5
+        drawn = rng.beta(n_eff * share + MODEL_PRIOR * prior, n_eff * (1 - share) + MODEL_PRIOR * (1 - prior), draws)
         found = rng.binomial(int(unknown.sum()), drawn)  # none at all is a possible answer
         if is_flagged:
             caught += found
@@ -230,12 +235,9 @@ def _estimate(draws: np.ndarray, level: float) -> Estimate:
     return Estimate(float(mid), float(low), float(high))
 
 
-def _at(
-    scores: np.ndarray, threshold: float, prepared: _Prepared, level: float, draws: int, seed: int
-) -> PoolEstimates:
-    _, held_out, checks, rounds, _ = prepared
+def _at(scores: np.ndarray, threshold: float, basis: _Basis, level: float, draws: int, seed: int) -> PoolEstimates:
     flagged = flag(scores, threshold).astype(bool)
-    caught, missed = _draw_counts(scores, threshold, prepared, draws, seed)
+    caught, missed = _draw_counts(scores, threshold, basis, draws, seed)
     anomalies = caught + missed
     n_flagged = int(flagged.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -250,16 +252,16 @@ def _at(
         precision=_estimate(precision, level),
         f1=_estimate(f1, level),
         recall_lower=float(np.nanpercentile(recall, (1 - level) * 100)) if np.isfinite(recall).any() else np.nan,
-        check_labels=len(checks.index),
-        check_below=int((held_out[checks.index] <= threshold).sum()),
-        rounds=rounds,
+        check_labels=len(basis.checks.index),
+        check_below=int((basis.held_out[basis.checks.index] <= threshold).sum()),
+        rounds=basis.rounds,
         level=level,
     )
 
 
-def _prepared(
+def _basis(
     scores: np.ndarray, semi_targets: np.ndarray, samples: list[RoundSample], held_out: np.ndarray | None
-) -> _Prepared | None:
+) -> _Basis | None:
     """The known labels, the held-out scores, the answered check samples and the score model, or
     ``None`` without any answered check sample (nothing fair can be said)."""
     y = _known(np.asarray(semi_targets))
@@ -268,7 +270,7 @@ def _prepared(
     if not len(checks.index):
         return None
     log_scores = np.log(np.maximum(held_out, 1e-300))
-    return y, held_out, checks, rounds, _rate_model(log_scores, y, np.flatnonzero(y >= 0))
+    return _Basis(y, held_out, checks, rounds, _rate_model(log_scores, y, np.flatnonzero(y >= 0)))
 
 
 def estimate_pool(
@@ -288,10 +290,10 @@ def estimate_pool(
     :attr:`~deepsad_core.detectors.contract.TrainableDetector.held_out_scores_`); a detector learns its
     labels, so its own scores of labeled samples would carry the answers into the estimate. Without
     it, ``scores``."""
-    prepared = _prepared(scores, semi_targets, samples, held_out)
-    if prepared is None:
+    basis = _basis(scores, semi_targets, samples, held_out)
+    if basis is None:
         return None
-    return _at(np.asarray(scores), threshold, prepared, level, draws, seed)
+    return _at(np.asarray(scores), threshold, basis, level, draws, seed)
 
 
 def estimate_curve(
@@ -301,10 +303,10 @@ def estimate_curve(
     """:func:`estimate_pool` at each of ``thresholds`` (fewer draws each: a chart, not a decision);
     ``None`` until some check samples are answered."""
     scores = np.asarray(scores)
-    prepared = _prepared(scores, semi_targets, samples, held_out)
-    if prepared is None:
+    basis = _basis(scores, semi_targets, samples, held_out)
+    if basis is None:
         return None
-    return [_at(scores, float(t), prepared, LEVEL, draws, 0) for t in thresholds]
+    return [_at(scores, float(t), basis, LEVEL, draws, 0) for t in thresholds]
 
 
 def suggest_threshold(
@@ -318,17 +320,17 @@ def suggest_threshold(
     The interval guards the F1 search: with few check labels its curve is noisy, and its best point
     can flag a small fraction (or a multiple) of the anomalies the same labels say there are."""
     scores = np.asarray(scores)
-    prepared = _prepared(scores, semi_targets, samples, held_out)
-    if prepared is None:
+    basis = _basis(scores, semi_targets, samples, held_out)
+    if basis is None:
         return None
-    share = _at(scores, float(np.quantile(scores, 1 - REFERENCE_SHARE)), prepared, LEVEL, 2000, 0).prevalence
+    share = _at(scores, float(np.quantile(scores, 1 - REFERENCE_SHARE)), basis, LEVEL, 2000, 0).prevalence
     shares = np.linspace(max(share.low, 1 / len(scores)), max(share.high, 1 / len(scores)), candidates)
     best, best_f1 = None, -1.0
     for t in np.unique(np.quantile(scores, 1 - shares)):
-        found = _at(scores, float(t), prepared, LEVEL, 400, 0)
+        found = _at(scores, float(t), basis, LEVEL, 400, 0)
         if np.isfinite(found.f1.value) and found.f1.value > best_f1:
             best, best_f1 = float(t), found.f1.value
-    return _at(scores, best, prepared, LEVEL, DRAWS, 0) if best is not None else None
+    return _at(scores, best, basis, LEVEL, DRAWS, 0) if best is not None else None
 
 
 def label_free_prevalence(scores: np.ndarray) -> Estimate:

@@ -135,7 +135,8 @@ def run_round(
     callback: ProgressCallback | None = None,
 ) -> RoundResult:
     """Round ``number``: fit (warm from ``model`` unless it is ``None``), score and embed every sample,
-    choose the threshold from the labels, queue ``config.queue_size`` unlabeled samples, and measure.
+    choose the threshold from the estimates over the pool (``config.threshold_method``), queue
+    ``config.queue_size`` unlabeled samples in the order the Label page shows them, and measure.
 
     ``fitted=True`` takes ``model`` as already fitted on exactly these labels (the simulated expert's
     strategies share one round 0). ``strategy`` defaults to the hybrid of ``config.mix``. ``samples``

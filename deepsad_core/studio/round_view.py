@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from deepsad_core.base.threshold import ThresholdChoice
-from deepsad_core.loop.estimates import SAMPLED_PARTS, RoundSample
+from deepsad_core.loop.estimates import RoundSample
+from deepsad_core.loop.query import SAMPLED_PARTS
 from deepsad_core.loop.settings import RoundConfig
 
 __all__ = ["RoundView"]
