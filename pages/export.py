@@ -48,9 +48,12 @@ def suggestion(project: Project, current) -> tuple[float, str]:
     suggested = project.suggested_threshold()
     if suggested is None:
         value = current.threshold.value
+        guess = project.label_free_prevalence()
         return value, (
             f"Suggested: {flagged_text(current.scores, value)}, the round's threshold: {current.threshold.detail}. "
-            "Estimates over all samples appear once a check sample on the Label page is answered."
+            f"From the scores alone, about {guess.value:.1%} of samples ({guess.low:.1%}–{guess.high:.1%}) score "
+            "far above the rest: a rough guess. Estimates over all samples appear once a check sample on the "
+            "Label page is answered."
         )
     f1 = suggested.f1
     few = suggested.check_labels < 20

@@ -23,6 +23,8 @@ def test_the_picker_moves_by_the_share_flagged_and_starts_at_the_suggested_thres
     assert counts == sorted(set(counts)) and max(np.diff(counts)) <= 2  # one or two samples a step
     said = at.caption[0].value  # no check sample answered yet: the round's rough guide, and what would do better
     assert said.startswith(f"Suggested: {k / 376:.1%} flagged ({k})") and "once a check sample" in said
+    guess = sample_project.label_free_prevalence()
+    assert f"about {guess.value:.1%} of samples ({guess.low:.1%}–{guess.high:.1%})" in said
     assert not at.get("plotly_chart")  # nothing to chart without estimates or labels
     later = sorted(current.scores)[len(current.scores) // 2]
     picker.set_value(float(later)).run()
