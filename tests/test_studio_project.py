@@ -287,7 +287,7 @@ def test_the_suggested_threshold_is_estimated_over_all_images_not_the_labels(tmp
     true_recall = (flagged & (truth == 1)).sum() / truth.sum()
     assert found.recall.holds(true_recall), (found.recall, true_recall)
     assert found.prevalence.holds(truth.mean()), (found.prevalence, truth.mean())
-    assert found.check_labels >= 10  # the check samples among the first cards of each queue
+    assert found.check_labels >= 9  # three or more among the first 12 cards of each queue
     assert "est_recall" in project.current_round().metrics  # the Rounds page's figures
     heat = project.explain(int(np.argmax(scores)))  # through the backbone, patch by patch
     assert heat.shape == (32, 32) and np.isfinite(heat).all() and heat.max() > 0
@@ -359,7 +359,7 @@ def test_on_a_heavy_tailed_table_36_labels_from_the_top_of_the_queue_suggest_a_t
             project.label(q["index"], "anomalous" if truth[q["index"]] else "normal")
         assert worker.run(config).state == "done"
     found = project.suggested_threshold()
-    assert found is not None and found.check_labels >= 10
+    assert found is not None and found.check_labels >= 9  # three or more among the first 12 cards of each queue
     flagged = int((project.current_round().scores > found.threshold).sum())
     assert 0.5 * truth.sum() <= flagged <= 2 * truth.sum(), (flagged, truth.sum())
     assert project.current_round().threshold.value == found.threshold

@@ -228,14 +228,24 @@ CHECK_BANDS = ((0.05, 0.3), (0.2, 0.3), (0.5, 0.2), (1.0, 0.2))
 def check_inclusion(size: int, n: int) -> np.ndarray:
     """The inclusion probability of each of ``size`` samples ranked by score (highest first) in a check
     draw of ``n``: each band's share spread evenly over it, capped at 1 (the excess goes to the rest)."""
-    rank = (np.arange(size) + 0.5) / size
-    upper = np.array([b for b, _ in CHECK_BANDS])
-    band = np.minimum(np.searchsorted(upper, rank), len(CHECK_BANDS) - 1)
+    band = _band_of(size)
     counts = np.bincount(band, minlength=len(CHECK_BANDS))
     shares = np.array([s for _, s in CHECK_BANDS])[band]
     shares /= np.array([s for _, s in CHECK_BANDS])[counts > 0].sum()  # bands an empty pool lacks give way
-    chance = n * shares / counts[band]
-    for _ in range(size):  # cap at 1; the excess goes to the uncapped samples, in proportion
+    return _capped(n * shares / counts[band], n)
+
+
+def _band_of(size: int) -> np.ndarray:
+    """The check band of each of ``size`` samples ranked by score, highest first."""
+    rank = (np.arange(size) + 0.5) / size
+    upper = np.array([b for b, _ in CHECK_BANDS])
+    return np.minimum(np.searchsorted(upper, rank), len(CHECK_BANDS) - 1)
+
+
+def _capped(chance: np.ndarray, n: int) -> np.ndarray:
+    """Chances capped at 1, the excess given to the uncapped samples in proportion (the sum stays ``n``)."""
+    chance = chance * (n / chance.sum())
+    for _ in range(len(chance)):
         over = chance > 1
         if not over.any():
             break
@@ -348,7 +358,7 @@ STRATEGIES = ("most_anomalous", "most_uncertain", "diverse", "check", "random", 
 SAMPLED_PARTS = ("check", "random")  # the parts that draw at random, each pick's chance known
 # Filled in this order whatever the order of a mix's keys (so the most anomalous part keeps the top
 # scores), then shown interleaved: why these shares, see docs/design.md.
-DEFAULT_MIX = {"most_anomalous": 0.2, "diverse": 0.3, "most_uncertain": 0.1, "check": 0.4}
+DEFAULT_MIX = {"most_anomalous": 0.25, "diverse": 0.35, "most_uncertain": 0.1, "check": 0.3}
 PART_ORDER = ("most_anomalous", "diverse", "most_uncertain", "check", "random")
 
 
