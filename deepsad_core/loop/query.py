@@ -206,8 +206,11 @@ class CheckSample:
         ranked = free[np.argsort(-pool.scores[free], kind="stable")]
         chance = check_inclusion(len(ranked), n)
         edges = np.concatenate([[0.0], np.cumsum(chance)])
-        points = rng.random() + np.arange(n)  # one point per pick, one unit apart: a systematic draw
-        chosen = np.minimum(np.searchsorted(edges, points, side="right") - 1, len(ranked) - 1)
+        # one point per pick, one unit apart (a systematic draw), scaled to the chances' float sum
+        points = (rng.random() + np.arange(n)) * (edges[-1] / n)
+        chosen = np.unique(np.minimum(np.searchsorted(edges, points, side="right") - 1, len(ranked) - 1))
+        if len(chosen) < n:  # only where chances of 1 meet float round-off: the next unchosen fill in
+            chosen = np.r_[chosen, np.setdiff1d(np.arange(len(ranked)), chosen)[: n - len(chosen)]]
         order = rng.permutation(n)
         return [
             Pick(
