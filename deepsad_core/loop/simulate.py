@@ -4,10 +4,10 @@ Protocol (per seed): split every class 60/40 into pool and test (disjoint); with
 set, the pool keeps every normal sample plus anomalies from the other classes making ``pollution``
 of it. Tables are scaled as in the paper (fitted on the pool); 8-bit images are divided by 255.
 Round 0 trains without labels (Deep SVDD) once per seed and every strategy starts from that same
-model; each later round queues ``batch_size`` samples, labels them from the truth, warm-starts the
-model and scores the test split. Each round the expert answers the first ``batch_size`` cards of a
-queue of the app's length, in the order the Label page shows them, as an expert who labels the top of
-the queue would. Truth reaches only the oracle and the metrics.
+model; each later round answers from the truth the first ``batch_size`` cards of the last queue (of
+the app's length, in the order the Label page shows them, as an expert who labels the top of the
+queue would), warm-starts the model and scores the test split. Truth reaches only the oracle and the
+metrics.
 """
 
 from __future__ import annotations
