@@ -175,9 +175,10 @@ def heat_overlay(pixels: np.ndarray, heat: np.ndarray, size: int = 96) -> Image.
 def with_interval(value: float, low: float, high: float, percent: bool = False) -> str:
     """An estimate and its interval, e.g. ``0.62 (0.41–0.83)``; a dash when there is none (NaN)."""
     if value != value:
-        return "-"
-    scale, unit = (100, " %") if percent else (1, "")
-    return f"{value * scale:.2f}{unit} ({low * scale:.2f}–{high * scale:.2f})"
+        return "–"
+    if percent:
+        return f"{value * 100:.1f} % ({low * 100:.1f}–{high * 100:.1f})"
+    return f"{value:.2f} ({low:.2f}–{high:.2f})"
 
 
 def score_drivers(project: Project, round_number: int, index: int) -> tuple[str, ...]:

@@ -50,7 +50,7 @@ def suggestion(project: Project, current) -> tuple[float, str]:
         value = current.threshold.value
         guess = project.label_free_prevalence()
         return value, (
-            f"Suggested: {flagged_text(current.scores, value)}, the round's threshold: {current.threshold.detail}. "
+            f"Suggested: {flagged_text(current.scores, value)}, the round's threshold ({current.threshold.method}). "
             f"From the scores alone, about {guess.value:.1%} of samples ({guess.low:.1%}–{guess.high:.1%}) score "
             "far above the rest: a rough guess. Estimates over all samples appear once a check sample on the "
             "Label page is answered."
@@ -75,7 +75,8 @@ def render_threshold(project: Project) -> float:
         value=start, format_func=lambda t: flagged_text(scores, t), key="export.threshold",
     )  # fmt: skip
     k = int((scores > value).sum())
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns(2)  # two a row: a figure with its interval needs the width
+    c3, c4 = st.columns(2)
     c1.metric("Flagged", f"{k:,} of {len(scores):,}")
     found = project.estimates(threshold=float(value))
     if found is not None:
