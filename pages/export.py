@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import astuple
 from pathlib import Path
 
@@ -43,9 +44,25 @@ def flagged_text(scores: np.ndarray, threshold: float) -> str:
     return f"{k / len(scores):.1%} flagged ({k:,})"
 
 
+def remembered(name: str, key: tuple, compute):
+    """``compute()``, kept in this session for as long as ``key`` (the round, the labels, the inputs)
+    stays the same: the suggestion and the chart need a few hundred thousand posterior draws, and a
+    slider move must not wait for them again."""
+    kept = st.session_state.get(f"export.memo.{name}")
+    if kept is None or kept[0] != key:
+        kept = (key, compute())
+        st.session_state[f"export.memo.{name}"] = kept
+    return kept[1]
+
+
+def labels_key(project: Project, current) -> tuple:
+    """What the estimates of a round depend on besides their threshold: the round and the labels."""
+    return current.number, hashlib.blake2b(project.semi_targets().tobytes(), digest_size=16).hexdigest()
+
+
 def suggestion(project: Project, current) -> tuple[float, str]:
     """The threshold the page starts at, and what it says about it (how sure, from what)."""
-    suggested = project.suggested_threshold()
+    suggested = remembered("suggested", labels_key(project, current), project.suggested_threshold)
     if suggested is None:
         value = current.threshold.value
         guess = project.label_free_prevalence()
@@ -99,18 +116,20 @@ def render_threshold(project: Project) -> float:
             f"over all samples rest on the check samples, with {LEVEL_TEXT} intervals."
         )
     if found is not None or curve["precision"].notna().any():
-        st.plotly_chart(tradeoff_chart(project, scores, float(value), curve), width="stretch", key="export.chart")
+        st.plotly_chart(tradeoff_chart(project, current, float(value), curve), width="stretch", key="export.chart")
     return float(value)
 
 
-def tradeoff_chart(project: Project, scores: np.ndarray, chosen: float, curve: pd.DataFrame) -> go.Figure:
+def tradeoff_chart(project: Project, current, chosen: float, curve: pd.DataFrame) -> go.Figure:
     """Precision and recall against the share flagged: estimated over all samples where check samples
     are answered (with their intervals), else on the labels; the chosen threshold marked."""
+    scores = current.scores
     n = len(scores)
     most = max(n // 2, 2 * int((scores > chosen).sum()))
     counts = np.unique(np.linspace(1, min(n, most), CHART_POINTS).round().astype(int))
     thresholds = threshold_for_counts(scores, counts)
-    found = project.estimate_curve(thresholds)
+    key = (*labels_key(project, current), tuple(counts.tolist()))
+    found = remembered("curve", key, lambda: project.estimate_curve(thresholds))
     fig = go.Figure()
     if found is not None:
         share = np.array([e.flagged for e in found]) / n * 100

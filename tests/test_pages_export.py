@@ -76,3 +76,23 @@ def test_once_check_samples_are_answered_the_page_shows_estimates_and_suggests_f
     manifest = load_detector(Path(at.session_state["export.bundle"])).info()
     assert manifest["estimates"]["threshold"] == suggested.threshold
     assert manifest["estimates"]["check_labels"] == 6
+
+
+def test_a_slider_move_does_not_estimate_the_suggestion_again_until_the_labels_change(sample_project, monkeypatch):
+    from deepsad_core.studio import Project
+
+    calls = []
+    real = Project.suggested_threshold
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Project, "suggested_threshold", counted)
+    at = open_page("pages/export.py", sample_project)
+    picker = at.get("select_slider")[0]
+    picker.set_value(float(sorted(sample_project.current_round().scores)[300])).run()
+    assert len(calls) == 1
+    sample_project.label(0, "normal")  # a new label: the suggestion may change
+    at.run()
+    assert len(calls) == 2
