@@ -71,6 +71,8 @@ def mark_rest_normal(project: Project, indices: list[int]) -> None:
 def undo(project: Project) -> None:
     # this browser session's own actions only: another tab under the same name keeps its labels
     undone = project.undo(st.session_state["annotator"], st.session_state.get("actions", []))
+    if undone:  # the cards come back where the queue has them, not behind those that took their places
+        st.session_state.pop("label.slots", None)
     st.session_state["label.undo_message"] = (
         f"Undid the label of {len(undone)} sample(s)." if undone else "Nothing to undo."
     )

@@ -98,3 +98,5 @@ def test_a_decided_card_gives_its_place_to_the_next_in_the_queue_and_the_others_
     second = next(b for b in _cards(at) if b.key.endswith(f".{queue[1]}"))
     second.set_value("normal").run()
     assert shown() == [queue[0], queue[12], *queue[2:12]]  # one card changed on screen, not eleven
+    at.button(key="label.undo").click().run()
+    assert shown() == queue[:12]  # undone: the card is back in its place
