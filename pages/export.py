@@ -31,11 +31,17 @@ def flag_options(scores: np.ndarray, keep: list[float]) -> list[float]:
     (and twice the ``keep`` thresholds' counts), plus ``keep`` themselves, one threshold per count (two
     positions with the same label would be one to the slider), most flagged last."""
     n = len(scores)
-    most = max([n // 2] + [2 * int((scores > t).sum()) for t in keep])
+    most = widest_count(scores, keep)
     counts = np.unique(np.linspace(0, min(n, most), STEPS + 1).round().astype(int))
     by_count = dict(zip(counts.tolist(), threshold_for_counts(scores, counts).tolist(), strict=True))
     by_count.update({int((scores > t).sum()): float(t) for t in keep})
     return [by_count[k] for k in sorted(by_count)]
+
+
+def widest_count(scores: np.ndarray, thresholds: list[float]) -> int:
+    """How many flagged the slider and the chart reach: half the data, or twice what any of
+    ``thresholds`` flags, whichever is more."""
+    return max([len(scores) // 2] + [2 * int((scores > t).sum()) for t in thresholds])
 
 
 def flagged_text(scores: np.ndarray, threshold: float) -> str:
@@ -125,7 +131,7 @@ def tradeoff_chart(project: Project, current, chosen: float, curve: pd.DataFrame
     are answered (with their intervals), else on the labels; the chosen threshold marked."""
     scores = current.scores
     n = len(scores)
-    most = max(n // 2, 2 * int((scores > chosen).sum()))
+    most = widest_count(scores, [chosen])
     counts = np.unique(np.linspace(1, min(n, most), CHART_POINTS).round().astype(int))
     thresholds = threshold_for_counts(scores, counts)
     key = (*labels_key(project, current), tuple(counts.tolist()))
