@@ -36,7 +36,11 @@ PARTS = {
         "Drawn at random with a known chance: the estimates over all samples on the Export page rest on "
         "your answers to these.",
     ),
-    "random": ("Random", "gray", "A uniform random draw."),
+    "random": (
+        "Random", "gray",
+        "Drawn uniformly at random: while your answers say the top scores are not anomalies, the queue "
+        "explores the rest of the data.",
+    ),
 }  # fmt: skip
 
 
@@ -226,6 +230,8 @@ def label_body(project: Project, worker: RoundWorker) -> None:
     queue = pending_queue(project, current, labels)
     render_header(project, worker, labels, queue, current)
     if current is not None:
+        if exploring := project.exploration(current):  # the queue says when and why it left the top scores
+            st.info(exploring, icon=":material/explore:")
         render_stop_hint(project, current)
         render_audit(project)
     if current is None:

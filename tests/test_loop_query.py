@@ -163,3 +163,41 @@ def test_check_samples_are_drawn_as_often_as_their_recorded_chance_says(pool):
     assert np.abs(counts[seen] - expected).max() < 5 * np.sqrt(expected.max()) + 5
     free = pool.unlabeled()
     assert seen.sum() == len(free)  # every unlabeled sample can be drawn
+
+
+def _after_misses() -> tuple[QueryPool, np.ndarray]:
+    """Two far-out kinds: the top scores (labeled normal by the expert, three of them) and a kind a
+    little lower (the anomalies, one of them found by a random pick)."""
+    rng = np.random.default_rng(3)
+    bulk, top, lower = rng.normal(0, 0.5, (300, 3)), rng.normal(6, 0.2, (30, 3)), rng.normal(-5, 0.2, (30, 3))
+    latents = np.vstack([bulk, top, lower])
+    scores = np.linalg.norm(latents, axis=1)
+    labels = np.zeros(len(latents), dtype=np.int64)
+    labels[[300, 301, 302]] = 1  # the last round's top picks, called normal
+    labels[330] = -1  # an anomaly found at random
+    return QueryPool(scores, labels != 0, float(np.quantile(scores, 0.9)), latents, labels=labels), latents
+
+
+def test_after_top_picks_called_normal_the_next_top_picks_are_not_their_neighbours():
+    pool, latents = _after_misses()
+    normals = latents[[300, 301, 302]]
+    nearest_to_normals = set(np.argsort(((latents[:, None] - normals[None]) ** 2).sum(-1).min(1))[:33]) - {
+        300,
+        301,
+        302,
+    }
+    plain = MostAnomalous().query(pool, 5, np.random.default_rng(0))
+    assert {p.index for p in plain} <= nearest_to_normals  # the scores alone ask about the same kind again
+    followed = MostAnomalous(follow_labels=True).query(pool, 5, np.random.default_rng(0))
+    assert not {p.index for p in followed} & nearest_to_normals
+    # next to the anomaly the expert found, nearest first
+    assert all(330 < p.index < 360 for p in followed)
+    d = [np.linalg.norm(latents[p.index] - latents[330]) for p in followed]
+    assert d == sorted(d)
+
+
+def test_the_default_queue_follows_the_labels_while_it_explores():
+    pool, _ = _after_misses()
+    queue = make_strategy("hybrid", follow_labels=True).query(pool, 20, np.random.default_rng(0))
+    top = [p.index for p in queue if p.strategy == "most_anomalous"]
+    assert top and all(330 < i < 360 for i in top)

@@ -127,3 +127,32 @@ def test_a_file_without_truth_is_refused_with_a_data_error(tmp_path):
     np.savez(tmp_path / "odd.npz", X=np.zeros((10, 8, 8, 5), np.uint8), y=np.zeros(10, int))
     with pytest.raises(DataError, match="1 or 3 channels"):
         load_simulation_data(tmp_path / "odd.npz", seed=0)
+
+
+def test_where_the_anomalies_are_denser_than_the_normals_the_queue_explores_and_finds_more_than_without(
+    tmp_path, monkeypatch
+):
+    """A table whose anomalies sit in a tight cluster inside the normals' spread: every label-free
+    member ranks them lowest, so the top picks miss. The queue explores (random picks, top picks next
+    to what was found) and finds anomalies that the queue without exploration never asks about."""
+    import deepsad_core.loop.exploration as exploration
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (600, 6)), rng.normal(0, 0.08, (40, 6))]).astype(np.float32)
+    np.savez(tmp_path / "dense.npz", X=X, y=np.r_[np.zeros(600, int), np.ones(40, int)])
+    config = RoundConfig(first_ae_epochs=2, first_epochs=3, epochs_per_round=2)
+
+    def found(max_level: float) -> tuple[int, pd.DataFrame]:
+        monkeypatch.setattr(exploration, "MAX_LEVEL", max_level)
+        total, curves = 0, []
+        for seed in (0, 1, 2):
+            setup = load_simulation_data(tmp_path / "dense.npz", seed=seed)
+            part = simulate(setup, ["hybrid"], budget=50, batch_size=10, config=config, seed=seed)
+            total += part["anomalies_found"].iloc[-1]
+            curves.append(part)
+        return total, pd.concat(curves)
+
+    exploring, curves = found(exploration.MAX_LEVEL)
+    fixed, _ = found(0.0)
+    assert curves["explore_level"].max() > 0 and curves["share_random"].max() > 0
+    assert exploring > fixed

@@ -100,3 +100,16 @@ def test_a_decided_card_gives_its_place_to_the_next_in_the_queue_and_the_others_
     assert shown() == [queue[0], queue[12], *queue[2:12]]  # one card changed on screen, not eleven
     at.button(key="label.undo").click().run()
     assert shown() == queue[:12]  # undone: the card is back in its place
+
+
+def test_when_the_top_picks_come_back_normal_the_page_says_the_queue_explores_and_shows_random_cards(sample_project):
+    from deepsad_core.studio.worker import RoundWorker
+
+    top = [q["index"] for q in sample_project.current_round().queue if q["strategy"] == "most_anomalous"]
+    sample_project.label(top, "normal")
+    RoundWorker(sample_project).run()
+    at = open_page("pages/label.py", sample_project)
+    said = [i.value for i in at.info]
+    assert len(said) == 1 and f"of your last {len(top)} top picks none was anomalous" in said[0]
+    assert "drawn at random" in said[0] and "not next to the samples you called normal" in said[0]
+    assert any(":gray-badge[Random]" in m.value for m in at.markdown)

@@ -59,7 +59,7 @@ def _add_simulate(commands) -> None:
 
 def _run_simulate(args: argparse.Namespace) -> int:
     from deepsad_core.loop.settings import RoundConfig
-    from deepsad_core.loop.simulate import load_simulation_data, plot_curves, simulate
+    from deepsad_core.loop.simulate import load_simulation_data, part_summary, plot_curves, simulate
 
     strategies = args.strategies or ["random", "most_anomalous", "hybrid"]
     config = RoundConfig(
@@ -96,6 +96,7 @@ def _run_simulate(args: argparse.Namespace) -> int:
     plot_curves(curves, out / "curves.png", title=Path(args.data).stem)
     summary = curves.groupby(["strategy", "n_labels"])[["test_auc", "anomalies_found"]].mean().unstack(0)
     print(summary.round(3).to_string())
+    print(part_summary(curves))
     print(f"wrote {out / 'curves.csv'} and {out / 'curves.png'}", file=sys.stderr)
     return 0
 

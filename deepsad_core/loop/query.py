@@ -8,10 +8,14 @@ it was picked. Strategies combine by wrapping (:class:`Hybrid`), not by flags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
+from scipy.spatial.distance import pdist
+from sklearn.metrics import pairwise_distances_argmin_min
+
+from deepsad_core.loop.exploration import follow_labels
 
 __all__ = [
     "DEFAULT_MIX",
@@ -38,6 +42,7 @@ class QueryPool:
     labeled: np.ndarray  # (n,) bool
     threshold: float
     latents: np.ndarray | None = None  # (n, k), for diversity
+    labels: np.ndarray | None = None  # (n,) +1 labeled normal, -1 labeled anomalous, 0 not: the top picks' neighbours
 
     def unlabeled(self) -> np.ndarray:
         return np.flatnonzero(~self.labeled)
@@ -93,13 +98,23 @@ def _log_distance_to_threshold(scores: np.ndarray, threshold: float) -> np.ndarr
 
 
 class MostAnomalous:
-    """The highest-scoring unlabeled samples: where anomalies are found."""
+    """The highest-scoring unlabeled samples: where anomalies are found.
+
+    With ``follow_labels`` (the queue explores), the expert's answers reorder them: next to a found
+    anomaly first, next to one called normal last (:func:`~deepsad_core.loop.exploration.follow_labels`).
+    """
 
     name = "most_anomalous"
 
+    def __init__(self, follow_labels: bool = False) -> None:
+        self.follow_labels = follow_labels
+
     def query(self, pool: QueryPool, n: int, rng: np.random.Generator) -> list[Pick]:
         free = _candidates(pool, n)
-        ranked = free[np.argsort(-pool.scores[free], kind="stable")[:n]]
+        ranked = free[np.argsort(-pool.scores[free], kind="stable")]
+        if self.follow_labels and pool.labels is not None and pool.latents is not None and pool.labels.any():
+            ranked = follow_labels(pool.latents, pool.labels, ranked, rng)
+        ranked = ranked[:n]
         total = len(pool.scores)
         rank_of = np.empty(total, dtype=np.int64)
         rank_of[np.argsort(-pool.scores, kind="stable")] = np.arange(1, total + 1)
@@ -144,7 +159,7 @@ class Diverse:
         points = pool.latents[cand].astype(np.float64)
         centres = pool.latents[pool.labeled].astype(np.float64)
         # nothing labeled yet: all distances infinite, and the first pick is the most anomalous candidate
-        nearest = _min_sq_dist(points, centres) if len(centres) else np.full(len(cand), np.inf)
+        nearest = pairwise_distances_argmin_min(points, centres)[1] ** 2 if len(centres) else np.full(len(cand), np.inf)
         picks = []
         for _ in range(min(n, len(cand))):
             j = int(np.argmax(nearest)) if np.isfinite(nearest).any() else int(np.argmax(pool.scores[cand]))
@@ -163,17 +178,6 @@ class Diverse:
         return picks
 
 
-def _min_sq_dist(points: np.ndarray, centres: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """Squared distance from each point to its nearest centre, in chunks to bound memory."""
-    out = np.empty(len(points))
-    c2 = (centres**2).sum(axis=1)
-    for s in range(0, len(points), chunk):
-        p = points[s : s + chunk]
-        d = (p**2).sum(axis=1)[:, None] - 2 * p @ centres.T + c2[None]
-        out[s : s + chunk] = np.maximum(d.min(axis=1), 0)
-    return out
-
-
 class RandomQuery:
     """Uniformly random unlabeled samples: the bar every other strategy must beat."""
 
@@ -182,7 +186,8 @@ class RandomQuery:
     def query(self, pool: QueryPool, n: int, rng: np.random.Generator) -> list[Pick]:
         free = _candidates(pool, n)
         chance = n / max(len(free), 1)
-        return [Pick(int(i), self.name, "random draw", chance) for i in rng.choice(free, n, replace=False)]
+        reason = "drawn uniformly at random: explores where the scores do not point"
+        return [Pick(int(i), self.name, reason, chance) for i in rng.choice(free, n, replace=False)]
 
 
 class CheckSample:
@@ -299,7 +304,7 @@ class Hybrid:
             if share == 0 or strategy.name in SAMPLED_PARTS:
                 continue
             # ask the part for more than its share, so filtered picks can be replaced
-            sub = QueryPool(pool.scores, pool.labeled | taken, pool.threshold, pool.latents)
+            sub = replace(pool, labeled=pool.labeled | taken)
             want = min(len(free) - int(taken[free].sum()), share * 4)
             got = 0
             for pick in strategy.query(sub, want, rng):
@@ -316,12 +321,12 @@ class Hybrid:
             if first is None:
                 sampled = [(sampled[0][0], sampled[0][1] + owed), *sampled[1:]]
             else:
-                sub = QueryPool(pool.scores, pool.labeled | taken, pool.threshold, pool.latents)
+                sub = replace(pool, labeled=pool.labeled | taken)
                 for pick in first.query(sub, owed, rng):
                     chosen.append(pick)
                     taken[pick.index] = True
         for strategy, share in sampled:
-            sub = QueryPool(pool.scores, pool.labeled | taken, pool.threshold, pool.latents)
+            sub = replace(pool, labeled=pool.labeled | taken)
             for pick in strategy.query(sub, share, rng):
                 chosen.append(pick)
                 taken[pick.index] = True
@@ -332,8 +337,7 @@ class Hybrid:
         if pool.latents is None or self.min_separation <= 0 or len(free) < 3:
             return 0.0
         x = pool.latents[rng.choice(free, min(300, len(free)), replace=False)].astype(np.float64)
-        d = np.sqrt(np.maximum(((x[:, None] - x[None]) ** 2).sum(-1), 0))[np.triu_indices(len(x), 1)]
-        return float(self.min_separation * np.median(d))
+        return float(self.min_separation * np.median(pdist(x)))
 
     @staticmethod
     def _too_close(pool: QueryPool, index: int, chosen: list[Pick], radius: float) -> bool:
@@ -365,10 +369,12 @@ DEFAULT_MIX = {"most_anomalous": 0.25, "diverse": 0.35, "most_uncertain": 0.1, "
 PART_ORDER = ("most_anomalous", "diverse", "most_uncertain", "check", "random")
 
 
-def make_strategy(name: str, mix: dict[str, float] | None = None) -> QueryStrategy:
-    """A strategy by name; ``hybrid`` takes a mix of the others (default: :data:`DEFAULT_MIX`)."""
+def make_strategy(name: str, mix: dict[str, float] | None = None, *, follow_labels: bool = False) -> QueryStrategy:
+    """A strategy by name; ``hybrid`` takes a mix of the others (default: :data:`DEFAULT_MIX`).
+    ``follow_labels``: the top picks follow the expert's answers (:class:`MostAnomalous`; the queue
+    explores, :mod:`deepsad_core.loop.exploration`)."""
     simple = {
-        "most_anomalous": MostAnomalous,
+        "most_anomalous": lambda: MostAnomalous(follow_labels),
         "most_uncertain": MostUncertain,
         "diverse": Diverse,
         "check": CheckSample,

@@ -8,7 +8,7 @@ It changes nothing it is given: a warm start trains a copy of the previous model
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from deepsad_core.base.threshold import ThresholdChoice
 from deepsad_core.detectors.contract import TrainableDetector
 from deepsad_core.loop.audit import StopHint, stop_hint
 from deepsad_core.loop.estimates import PoolEstimates, RoundSample, choose_round_threshold, round_sample
+from deepsad_core.loop.exploration import Exploration, PartAnswer, explore, explored_mix
 from deepsad_core.loop.query import Pick, QueryPool, QueryStrategy, make_strategy
 from deepsad_core.loop.settings import RoundConfig
 from deepsad_core.model.backbone import FeatureExtractor, cached_features, extract_features, load_backbone
@@ -65,6 +66,7 @@ class RoundResult:
     metrics: dict[str, Any]  # label counts, truth metrics (with truth), estimates, the stop hint
     stop: StopHint
     drivers: tuple[list[tuple[str, Any, float]], ...] | None = None  # per queued row, when asked for
+    exploration: Exploration = field(default_factory=Exploration)  # how far the default queue explored, and why
 
     def queue_records(self, sample_ids: np.ndarray) -> list[dict[str, Any]]:
         """The queue as stored with a round: index, id, part, reason, score, inclusion probability, drivers."""
@@ -130,6 +132,7 @@ def run_round(
     strategy: QueryStrategy | None = None,
     samples: Sequence[RoundSample] = (),
     previous: PreviousRound | None = None,
+    history: Sequence[PartAnswer] = (),
     truth: np.ndarray | None = None,
     drivers: Drivers | None = None,
     callback: ProgressCallback | None = None,
@@ -139,10 +142,11 @@ def run_round(
     ``config.queue_size`` unlabeled samples in the order the Label page shows them, and measure.
 
     ``fitted=True`` takes ``model`` as already fitted on exactly these labels (the simulated expert's
-    strategies share one round 0). ``strategy`` defaults to the hybrid of ``config.mix``. ``samples``
-    are the earlier queues' random designs (for the estimates), ``previous`` the last round (for the
-    stop hint); ``truth`` (evaluation only) adds AUC and AP to the metrics; ``drivers`` explains the
-    queued rows. Nothing given is changed.
+    strategies share one round 0). ``strategy`` defaults to the hybrid of ``config.mix``, moved towards
+    exploration as far as ``history`` (the earlier queues' answered cards, oldest first) asks
+    (:mod:`deepsad_core.loop.exploration`). ``samples`` are the earlier queues' random designs (for the
+    estimates), ``previous`` the last round (for the stop hint); ``truth`` (evaluation only) adds AUC and
+    AP to the metrics; ``drivers`` explains the queued rows. Nothing given is changed.
     """
     if not fitted:
         model = fit_round(model, X, semi_targets, config, callback, on_features=on_features)
@@ -157,11 +161,17 @@ def run_round(
     labeled = semi_targets != 0
     n = min(config.queue_size, int((~labeled).sum()))
     rng = np.random.default_rng([config.seed, number])
-    pool = QueryPool(scores, labeled, threshold.value, latents)
-    queue = tuple((strategy or make_strategy("hybrid", config.mix)).query(pool, n, rng) if n else [])
+    pool = QueryPool(scores, labeled, threshold.value, latents, labels=semi_targets)
+    prevalence = found.prevalence.value if found is not None else None
+    exploration = explore(history, prevalence) if strategy is None else Exploration()
+    if strategy is None:
+        mix = explored_mix(config.mix, exploration.level)
+        strategy = make_strategy("hybrid", mix, follow_labels=exploration.exploring)
+    queue = tuple(strategy.query(pool, n, rng) if n else [])
     metrics = {
         **round_metrics(scores, semi_targets, truth),
         **estimate_metrics(found),
+        "exploration": exploration.to_dict(),
     }
     if previous is None:
         stop = stop_hint(None, scores, None, {})
@@ -185,6 +195,7 @@ def run_round(
         metrics=metrics,
         stop=stop,
         drivers=explained,
+        exploration=exploration,
     )
 
 

@@ -29,12 +29,13 @@ from deepsad_core.detectors.supervised import fit_logistic
 from deepsad_core.exceptions import DataError
 from deepsad_core.loop.audit import audit_labels
 from deepsad_core.loop.estimates import RoundSample
-from deepsad_core.loop.query import make_strategy
+from deepsad_core.loop.exploration import PartAnswer
+from deepsad_core.loop.query import PART_ORDER, make_strategy
 from deepsad_core.loop.round import PreviousRound, RoundResult, fit_round, run_round
 from deepsad_core.loop.settings import RoundConfig
 from deepsad_core.model.backbone import extract_features, load_backbone
 
-__all__ = ["SimulationSetup", "load_simulation_data", "plot_curves", "simulate", "simulation_split"]
+__all__ = ["SimulationSetup", "load_simulation_data", "part_summary", "plot_curves", "simulate", "simulation_split"]
 
 CURVE_COLUMNS = [
     "strategy", "seed", "round", "n_labels", "anomalies_found", "test_auc", "test_ap", "seconds",
@@ -47,6 +48,11 @@ CURVE_COLUMNS = [
     "est_check_labels", "threshold_method", "flagged_share", "best_f1",
     # with label noise: of the audit's five most doubted labels, the share that are wrong; the stopping hint
     "wrong_labels", "audit_precision_at_5", "rank_correlation", "predicted_answers", "stop_hint",
+    # the cards answered in the round: each queue part's share of them and its hit rate; how far the
+    # queue the round made explores (deepsad_core.loop.exploration)
+    *(f"{kind}_{part}" for part in PART_ORDER
+      for kind in ("share", "hits")),
+    "explore_level",
 ]  # fmt: skip
 
 
@@ -139,7 +145,10 @@ def simulate(
     rows = []
     for name in strategies:
         semi = np.zeros(len(setup.X_pool), dtype=np.int64)
-        strategy, found, started = make_strategy(name, config.mix), 0, time.perf_counter() - base_seconds
+        # the default queue (hybrid) is made by the round, as in the app, so that it can explore
+        strategy = None if name == "hybrid" else make_strategy(name, config.mix)
+        found, started = 0, time.perf_counter() - base_seconds
+        history: list[PartAnswer] = []  # the answered cards, oldest first
         samples: list[RoundSample] = []  # each answered queue's random design, for the estimates
         wrong = np.zeros(len(setup.X_pool), dtype=bool)  # labels the noisy expert got wrong
         noise = np.random.default_rng([seed, 7])
@@ -149,7 +158,8 @@ def simulate(
                 if not (semi == 0).any():  # a pool smaller than the budget: every sample is labeled
                     break
                 samples.append(result.sample)
-                idx = np.array([p.index for p in result.queue[:batch_size]])  # the first cards, in page order
+                cards = result.queue[:batch_size]  # the first cards, in page order
+                idx = np.array([p.index for p in cards])
                 answers = setup.truth_pool[idx]
                 flipped = noise.random(len(idx)) < label_noise
                 given = np.where(flipped, 1 - answers, answers)  # the oracle, wrong with probability label_noise
@@ -161,11 +171,13 @@ def simulate(
                     result.scores, result.threshold.value, answered, result.metrics.get("est_recall")
                 )
                 found += int(answers.sum())
+                history += [PartAnswer(p.strategy, bool(g)) for p, g in zip(cards, given, strict=True)]
+                answered_parts = _part_columns(cards, given)
             model = base if result is None else result.model
             result = run_round(
                 model, setup.X_pool, semi, config, round_number,
                 on_features=on_features, fitted=result is None, strategy=strategy, samples=samples,
-                previous=previous,
+                previous=previous, history=history,
             )  # fmt: skip
             scores = result.model.decision_function(setup.X_test)
             row = {
@@ -185,6 +197,8 @@ def simulate(
                 "rank_correlation": result.stop.rank_correlation,
                 "predicted_answers": result.stop.predicted,
                 "stop_hint": int(result.stop.stop),
+                **(answered_parts if round_number else {}),
+                "explore_level": result.exploration.level,
             }
             rows.append(row)
             log(
@@ -192,6 +206,18 @@ def simulate(
                 f"anomalies found {found:3d}, test AUC {row['test_auc']:.3f}"
             )
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _part_columns(cards, given: np.ndarray) -> dict[str, float]:
+    """Of the cards answered in a round: each queue part's share of them and the share of its cards the
+    expert called anomalous (its hit rate; NaN where the part had none)."""
+    parts = np.array([p.strategy for p in cards])
+    out = {}
+    for part in PART_ORDER:
+        mine = parts == part
+        out[f"share_{part}"] = float(mine.mean())
+        out[f"hits_{part}"] = float(given[mine].mean()) if mine.any() else float("nan")
+    return out
 
 
 def _audit_precision(result: RoundResult, X: np.ndarray, semi: np.ndarray, wrong: np.ndarray) -> float:
@@ -249,6 +275,26 @@ def _supervised_auc(setup: SimulationSetup, semi: np.ndarray) -> float:
         return float("nan")
     model = fit_logistic(_flat(setup.X_pool)[labeled], anomalous)
     return float(roc_auc_score(setup.truth_test, model.decision_function(_flat(setup.X_test))))
+
+
+def part_summary(curves: pd.DataFrame) -> str:
+    """Per strategy and round (mean over seeds): each queue part's share of the answered cards, its hit
+    rate, and how far the next queue explores."""
+    parts = [c[len("share_") :] for c in curves.columns if c.startswith("share_")]
+    answered = curves[curves["round"] > 0]
+    lines = ["queue parts of the answered cards, share / hit rate (mean over seeds):"]
+    for (strategy, n_labels), rows in answered.groupby(["strategy", "n_labels"]):
+        cells = [
+            f"{part} {rows[f'share_{part}'].mean():.0%}/{rows[f'hits_{part}'].mean():.0%}"
+            for part in parts
+            if rows[f"share_{part}"].mean() > 0
+        ]
+        lines.append(
+            f"  {strategy:15s} {n_labels:4d} labels: "
+            + ", ".join(cells)
+            + f"; explores {rows['explore_level'].mean():.2f}"
+        )
+    return "\n".join(lines)
 
 
 def plot_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:

@@ -22,6 +22,7 @@ from deepsad_core.loop.estimates import (
     label_free_prevalence,
     suggest_threshold,
 )
+from deepsad_core.loop.exploration import EXPLORE_PART, Exploration
 from deepsad_core.model.backbone import extract_features, feature_cache, load_backbone
 from deepsad_core.model.explain import attributions, top_features
 from deepsad_core.studio.layout import DATA_DIR
@@ -132,6 +133,16 @@ class ProjectInsights:
         view = view or self.current_round()
         recorded = view.metrics.get("stop") if view is not None else None
         return StopHint(**recorded) if recorded else None
+
+    def exploration(self, view: RoundView | None = None) -> str:
+        """Why a round's queue (default: the current one's) explores and what it does about it, in words;
+        ``""`` when it does not."""
+        view = view or self.current_round()
+        if view is None:
+            return ""
+        queue = view.queue
+        drawn = sum(q["strategy"] == EXPLORE_PART for q in queue) / max(len(queue), 1)
+        return Exploration.from_dict(view.metrics.get("exploration")).describe(drawn)
 
     def suggested_threshold(self, round_number: int | None = None) -> PoolEstimates | None:
         """The threshold with the best estimated F1 over the pool, with its estimates, from the labels as

@@ -39,6 +39,7 @@ from deepsad_core.data import (
 )
 from deepsad_core.exceptions import DataError, ProjectNameError, RoundBusyError
 from deepsad_core.loop.estimates import RoundSample
+from deepsad_core.loop.exploration import PartAnswer, answered_history
 from deepsad_core.loop.round import model_input
 from deepsad_core.loop.settings import RoundConfig
 from deepsad_core.model.backbone import FeatureExtractor
@@ -306,6 +307,11 @@ class Project(ProjectInsights, ProjectExports):
     def round_samples(self) -> list[RoundSample]:
         """Every finished round's random design, for :mod:`deepsad_core.loop.estimates`."""
         return [x for x in (r.sample() for r in self.rounds() if r.status == "done") if x is not None]
+
+    def answered_history(self) -> list[PartAnswer]:
+        """The finished rounds' queue cards the expert answered, oldest first, each with its queue part:
+        what the next queue's exploration follows (:mod:`deepsad_core.loop.exploration`)."""
+        return answered_history((r.queue for r in self.rounds() if r.status == "done"), self.labels())
 
     @contextmanager
     def round_lock(self) -> Iterator[None]:

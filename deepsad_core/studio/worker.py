@@ -196,6 +196,7 @@ class RoundWorker:
             on_features=extractor is not None,
             samples=project.round_samples(),
             previous=self._previous(previous),
+            history=project.answered_history(),
             truth=project.truth(),
             drivers=project.drivers if project.kind == "tabular" else None,
             callback=self._on_progress,
