@@ -89,7 +89,7 @@ def test_the_expert_answers_the_first_cards_of_the_apps_queue_and_the_curves_jud
     assert last["threshold_method"] == "estimated_f1"
 
 
-def test_cli_writes_curves_and_plot(npz, tmp_path):
+def test_cli_writes_curves_and_plot_and_says_what_each_queue_part_found(npz, tmp_path, capsys):
     out = tmp_path / "sim"
     code = main(["simulate", str(npz), "--strategy", "random", "--strategy", "hybrid", "--budget", "10",
                  "--batch-size", "5", "--seeds", "0", "--epochs", "2", "--ae-epochs", "0", "--epochs-per-round", "1",
@@ -98,6 +98,14 @@ def test_cli_writes_curves_and_plot(npz, tmp_path):
     curves = pd.read_csv(out / "curves.csv")
     assert set(curves.strategy) == {"random", "hybrid"} and len(curves) == 6
     assert (out / "curves.png").stat().st_size > 10_000
+    hybrid = curves[(curves.strategy == "hybrid") & (curves["round"] > 0)]
+    shares = hybrid[[c for c in curves.columns if c.startswith("share_")]]
+    assert np.allclose(shares.sum(axis=1), 1.0)  # every answered card belongs to one part
+    for part in ("most_anomalous", "check"):
+        answered = hybrid[f"share_{part}"] > 0
+        assert hybrid.loc[answered, f"hits_{part}"].between(0, 1).all()
+    printed = capsys.readouterr().out
+    assert "queue parts of the answered cards" in printed and "hybrid" in printed and "most_anomalous" in printed
 
 
 def test_photos_in_hwc_layout_are_read_like_the_app_and_simulated_on_backbone_features(photo_npz, monkeypatch):
