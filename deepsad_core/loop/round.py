@@ -162,9 +162,9 @@ def run_round(
     n = min(config.queue_size, int((~labeled).sum()))
     rng = np.random.default_rng([config.seed, number])
     pool = QueryPool(scores, labeled, threshold.value, latents, labels=semi_targets)
-    prevalence = found.prevalence.value if found is not None else None
-    exploration = explore(history, prevalence) if strategy is None else Exploration()
+    exploration = Exploration()  # a strategy given (the simulated expert's others) does not explore
     if strategy is None:
+        exploration = explore(history, found.prevalence.value if found is not None else None)
         mix = explored_mix(config.mix, exploration.level)
         strategy = make_strategy("hybrid", mix, follow_labels=exploration.exploring)
     queue = tuple(strategy.query(pool, n, rng) if n else [])
