@@ -61,8 +61,9 @@ class PartAnswer:
 class Exploration:
     """How far the next queue explores, and the answers that set it.
 
-    ``level`` (0 to :data:`MAX_LEVEL`) is the share of the most anomalous part given to random picks;
-    ``top_asked`` and ``top_hits`` count the last answered top picks and the anomalies among them.
+    ``level`` (0 to :data:`MAX_LEVEL`) is the share of the most anomalous and diverse parts given to
+    random picks; ``top_asked`` and ``top_hits`` count the last answered top picks and the anomalies
+    among them.
     """
 
     level: float = 0.0
@@ -77,12 +78,10 @@ class Exploration:
         """In words, for the Label page: why the queue explores, and what it does about it."""
         if not self.exploring:
             return ""
-        hits = "none was anomalous" if self.top_hits == 0 else f"only {self.top_hits} was anomalous"
-        if self.top_hits > 1:
-            hits = f"only {self.top_hits} were anomalous"
+        hits = "none was" if not self.top_hits else f"only {self.top_hits} {'was' if self.top_hits == 1 else 'were'}"
         moved = f"{moved_share:.0%} of the queue" if moved_share is not None else "part of the top picks"
         return (
-            f"Exploring: of your last {self.top_asked} top picks {hits}, so {moved} is drawn at random "
+            f"Exploring: of your last {self.top_asked} top picks {hits} anomalous, so {moved} is drawn at random "
             "instead, and the top picks look next to the anomalies you found, not next to the samples "
             "you called normal. The queue returns to the top scores once they hit again."
         )
@@ -148,10 +147,12 @@ def follow_labels(latents: np.ndarray, labels: np.ndarray, ranked: np.ndarray, r
     :data:`NEAR_LABEL` quantile of pairwise distances (over a sample of the pool) takes its side. Next
     to a found anomaly come first, nearest first (a tight kind of anomaly is found from one member);
     then the rest in their order; next to a sample called normal last."""
-    latents = np.asarray(latents, dtype=np.float64)
     pairs = pdist(latents[rng.choice(len(latents), min(300, len(latents)), replace=False)])
     radius = float(np.quantile(pairs, NEAR_LABEL)) if len(pairs) else 0.0
     labeled = np.flatnonzero(labels != 0)
-    nearest, distance = pairwise_distances_argmin_min(latents[ranked], latents[labeled])
+    # in float64, the subsets only: the whole pool's latents are not copied
+    nearest, distance = pairwise_distances_argmin_min(
+        latents[ranked].astype(np.float64), latents[labeled].astype(np.float64)
+    )
     side = np.where(distance < radius, labels[labeled[nearest]], 0)
     return ranked[np.lexsort((np.where(side < 0, distance, 0.0), side))]
