@@ -7,7 +7,11 @@ what the default queue asks (10 a round, up to ``--budget``), and each round rec
 - the old default (Deep SAD alone, eta 1, later rounds at lr 1e-4), with the default queue;
 - IsolationForest (100 trees, no labels) and a logistic regression on the same labels (`deepsad simulate`'s
   peers);
-- the ceiling: Deep SAD (the loop's round-0 settings) trained with every pool anomaly labeled.
+- the ceiling: Deep SAD (the loop's round-0 settings) trained with every pool anomaly labeled;
+- the new default's Deep SAD member alone, and the new default fused without it (same labels, weights);
+- the map: over the pool, the ROC-AUC of the truth from each point's share of anomalies among its 10
+  nearest neighbours on a UMAP of Deep SAD's latents (as the app draws it) at 0 and 50 labels, at 50
+  also UMAP's semi-supervised mode with the labels, beside a UMAP of the inputs.
 
     python -m benchmarks.detector_table --odds-dir ../shared/data/odds --images-dir ../shared/data/images
 
@@ -31,6 +35,7 @@ ODDS = ("annthyroid", "breastw", "cardio", "glass", "ionosphere", "lympho", "mni
 OLD_DEFAULT = {"detector": "deepsad", "eta": 1.0, "round_lr": 1e-4}
 # MNIST digit 0: the paper's image LeNet on the pixels (named: auto now picks the pretrained backbone for
 # images, measured in backbone_images.py) at cut epochs, so that 3 seeds x 3 runs fit on 2 cores
+MAP_LABELS = (0, 50)  # the rounds whose maps are measured
 IMAGE_EPOCHS = {"net": "mnist_lenet", "first_epochs": 10, "first_ae_epochs": 10, "epochs_per_round": 3}
 
 
@@ -40,18 +45,35 @@ def run_one(name: str, path: str, seed: int, budget: int, batch_size: int) -> pd
     torch.set_num_threads(1)  # one process per core
     from sklearn.metrics import roc_auc_score
 
+    from deepsad_core.loop.projection import neighbour_anomaly_auc, umap_map
     from deepsad_core.loop.settings import RoundConfig
     from deepsad_core.loop.simulate import load_simulation_data, simulate
 
     images = name == "mnist0"
     setup = load_simulation_data(path, seed, normal_class=0 if images else None, pollution=0.1)
     epochs = IMAGE_EPOCHS if images else {}
+    truth = setup.truth_pool
+    inputs_map = neighbour_anomaly_auc(umap_map(setup.X_pool.reshape(len(truth), -1)).coords, truth)
+
+    def maps(strategy: str, result, semi: np.ndarray) -> dict[str, float]:
+        n_labels = int((semi != 0).sum())
+        if strategy != "hybrid" or n_labels not in MAP_LABELS:
+            return {}
+        latents = result.model.embed(setup.X_pool)
+        out = {"map_auc": neighbour_anomaly_auc(umap_map(latents).coords, truth), "inputs_map_auc": inputs_map}
+        if n_labels:
+            labels = np.select([semi == -1, semi == 1], [1, 0], -1)
+            out["labeled_map_auc"] = neighbour_anomaly_auc(umap_map(latents, labels=labels).coords, truth)
+        return out
+
     parts = []
-    for detector, config, strategies in (
-        ("new", RoundConfig(**epochs), ["hybrid", "random"]),
-        ("old", RoundConfig(**OLD_DEFAULT, **epochs), ["hybrid"]),
+    for detector, config, strategies, on_round in (
+        ("new", RoundConfig(**epochs), ["hybrid", "random"], maps),
+        ("old", RoundConfig(**OLD_DEFAULT, **epochs), ["hybrid"], None),
     ):
-        curves = simulate(setup, strategies, budget=budget, batch_size=batch_size, config=config, seed=seed)
+        curves = simulate(
+            setup, strategies, budget=budget, batch_size=batch_size, config=config, seed=seed, on_round=on_round
+        )
         parts.append(curves.assign(detector=detector))
     oracle = np.where(setup.truth_pool == 1, -1, 0)
     ceiling = RoundConfig(**OLD_DEFAULT, **epochs, seed=seed).estimator().fit(setup.X_pool, oracle)
@@ -84,10 +106,17 @@ def summarise(curves: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, list[str
                 continue
             row[f"new random @{n}"] = _mean(part, "new", "random")
             row[f"supervised @{n}"] = _mean(part, "new", "hybrid", "supervised_auc")
+            row[f"Deep SAD member @{n}"] = _mean(part, "new", "hybrid", "deepsad_auc")
+            row[f"without Deep SAD @{n}"] = _mean(part, "new", "hybrid", "without_deepsad_auc")
             if n == 50:
                 row["found @50"] = _mean(part, "new", "hybrid", "anomalies_found")
                 row["found random @50"] = _mean(part, "new", "random", "anomalies_found")
         row["ceiling"] = curves[curves.data == data].ceiling_auc.mean()
+        if "map_auc" in curves:
+            row["inputs map"] = _mean(at[0][at[0].data == data], "new", "hybrid", "inputs_map_auc")
+            row["map @0"] = _mean(at[0][at[0].data == data], "new", "hybrid", "map_auc")
+            row["map @50"] = _mean(at[50][at[50].data == data], "new", "hybrid", "map_auc")
+            row["labeled map @50"] = _mean(at[50][at[50].data == data], "new", "hybrid", "labeled_map_auc")
         rows.append(row)
     table = pd.DataFrame(rows)
     t = table[table["data set"] != "mnist0"]
@@ -102,7 +131,23 @@ def summarise(curves: pd.DataFrame, budget: int) -> tuple[pd.DataFrame, list[str
         f"finds >= 1.5x random's anomalies: {count(t['found @50'] >= 1.5 * t['found random @50'])}",
         f"{budget} labels, within 0.03 of the ceiling: {count(t[f'new @{budget}'] >= t['ceiling'] - 0.03)}",
         f"mean over the tables at 0 / 50 / {budget} labels: old {means('old')}, new {means('new')}",
+        f"Deep SAD member alone, mean at 50 / {budget} labels: {t['Deep SAD member @50'].mean():.3f} / "
+        f"{t[f'Deep SAD member @{budget}'].mean():.3f}",
+        *(
+            f"{k} labels, new minus without Deep SAD: mean {gain.mean():+.3f}, lowest {gain.min():+.3f} "
+            f"({t['data set'][gain.idxmin()]}), below -0.01 on {count(gain < -0.01)}"
+            for k in (50, budget)
+            for gain in [t[f"new @{k}"] - t[f"without Deep SAD @{k}"]]
+        ),
     ]
+    if "map @50" in t:
+        checks.append(
+            f"map at 50 labels >= inputs map: {count(t['map @50'] >= t['inputs map'])} "
+            f"(labeled map: {count(t['labeled map @50'] >= t['inputs map'])}); map falls from 0 to 50 labels on "
+            f"{count(t['map @50'] < t['map @0'])} (labeled map: {count(t['labeled map @50'] < t['map @0'])}); mean "
+            f"inputs {t['inputs map'].mean():.3f}, map @0 {t['map @0'].mean():.3f}, @50 {t['map @50'].mean():.3f}, "
+            f"labeled @50 {t['labeled map @50'].mean():.3f}"
+        )
     return table, checks
 
 
@@ -134,7 +179,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"{args.batch_size} labels a round from the default queue (random: uniformly drawn labels)",
         "new: the ensemble (the app's default); old: Deep SAD alone, eta 1, later rounds at lr 1e-4; "
         "IF: IsolationForest, 100 trees, no labels; supervised: logistic regression on the same labels; "
-        "ceiling: Deep SAD with every pool anomaly labeled",
+        "ceiling: Deep SAD with every pool anomaly labeled; Deep SAD member: the new default's member alone; "
+        "without Deep SAD: the new default fused without it (same weights)",
+        "map: ROC-AUC of the truth over the pool from each point's share of anomalies among its 10 nearest "
+        "neighbours on the 2-D UMAP of Deep SAD's latents (labeled map: UMAP's semi-supervised mode with the "
+        "labels); inputs map: the same on a UMAP of the inputs",
         "mnist0: MNIST digit 0 normal, pollution 0.1, LeNet at 10 + 10 epochs and 3 per later round; "
         "a pool smaller than the budget (lympho) reports its last round",
         *checks,

@@ -29,6 +29,7 @@ __all__ = [
     "align_to",
     "layout_shift",
     "map_points",
+    "neighbour_anomaly_auc",
     "pca_map",
     "umap_map",
     "warm_up",
@@ -100,8 +101,16 @@ def pca_map(latents: np.ndarray, previous: np.ndarray | None = None) -> LatentMa
     return LatentMap(coords.astype(np.float32), "pca", time.perf_counter() - start)
 
 
-def umap_map(latents: np.ndarray, previous: np.ndarray | None = None, config: MapConfig | None = None) -> LatentMap:
-    """UMAP of the latents, initialised from (and aligned to) the previous layout when given."""
+def umap_map(
+    latents: np.ndarray,
+    previous: np.ndarray | None = None,
+    config: MapConfig | None = None,
+    labels: np.ndarray | None = None,
+) -> LatentMap:
+    """UMAP of the latents, initialised from (and aligned to) the previous layout when given.
+
+    ``labels`` (1 anomaly, 0 normal, -1 unknown per point) make it umap-learn's semi-supervised UMAP:
+    labeled points of one kind draw together, the unknown ones place as the data says."""
     import umap  # lazy: numba compiles on first use
 
     config = config or MapConfig()
@@ -122,13 +131,26 @@ def umap_map(latents: np.ndarray, previous: np.ndarray | None = None, config: Ma
         n_jobs=1,  # with random_state umap runs single-threaded anyway; say so and skip its warning
     )
     coords = np.empty((n, 2), dtype=np.float32)
-    coords[fit_idx] = reducer.fit_transform(x[fit_idx])
+    target = None if labels is None or not (np.asarray(labels)[fit_idx] >= 0).any() else np.asarray(labels)[fit_idx]
+    coords[fit_idx] = reducer.fit_transform(x[fit_idx], y=target)
     rest = np.setdiff1d(np.arange(n), fit_idx)
     if len(rest):
         coords[rest] = reducer.transform(x[rest])
     if previous is not None and len(previous) == n:
         coords = align_to(coords, previous)
     return LatentMap(coords, "umap", time.perf_counter() - start)
+
+
+def neighbour_anomaly_auc(coords: np.ndarray, truth: np.ndarray, k: int = 10) -> float:
+    """How well a map separates anomalies: the ROC-AUC of the truth (1 anomaly) from each point's share
+    of anomalies among its ``k`` nearest other points on the map (0.5: the map mixes them evenly)."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.neighbors import NearestNeighbors
+
+    truth = np.asarray(truth)
+    k = min(k, len(coords) - 1)
+    neighbours = NearestNeighbors(n_neighbors=k + 1).fit(coords).kneighbors(coords, return_distance=False)
+    return float(roc_auc_score(truth, truth[neighbours[:, 1:]].mean(axis=1)))
 
 
 def _fill_unknown(coords: np.ndarray, latents: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from deepsad_core.base.threshold import flag
 from deepsad_core.data import load_dataset
 from deepsad_core.data.protocols import scale_like_paper, semisupervised_training_set, split_train_test
+from deepsad_core.detectors.fusion import fuse
 from deepsad_core.detectors.members import ForestMember
 from deepsad_core.detectors.supervised import fit_logistic
 from deepsad_core.exceptions import DataError
@@ -40,6 +41,8 @@ __all__ = ["SimulationSetup", "load_simulation_data", "part_summary", "plot_curv
 CURVE_COLUMNS = [
     "strategy", "seed", "round", "n_labels", "anomalies_found", "test_auc", "test_ap", "seconds",
     "iforest_auc", "supervised_auc",
+    # the ensemble's Deep SAD member alone, and the ensemble fused without it (same labels and weights)
+    "deepsad_auc", "without_deepsad_auc",
     # over the pool, at the round's threshold: the estimates from the labels (deepsad_core.loop.estimates)
     # beside the truth
     "threshold", "est_prevalence", "est_prevalence_low", "est_prevalence_high", "true_prevalence",
@@ -118,6 +121,7 @@ def simulate(
     log: Callable[[str], None] = lambda _: None,
     on_features: bool | None = None,
     label_noise: float = 0.0,
+    on_round: Callable[[str, RoundResult, np.ndarray], dict[str, float]] | None = None,
 ) -> pd.DataFrame:
     """Learning curves of each strategy on one seed: one row per round.
 
@@ -130,6 +134,7 @@ def simulate(
     Beside the detector, each row holds two peers on the same split: ``iforest_auc``, an
     IsolationForest (100 trees) fitted on the pool without labels, and ``supervised_auc``, a
     class-balanced logistic regression fitted on the labels so far (NaN until both kinds exist).
+    ``on_round(strategy, result, semi_targets)`` may add columns of its own to each row.
     """
     config = replace(config, queue_size=max(config.queue_size, batch_size), seed=seed)
     if on_features is None:
@@ -191,6 +196,7 @@ def simulate(
                 "seconds": time.perf_counter() - started,
                 "iforest_auc": iforest_auc,
                 "supervised_auc": _supervised_auc(setup, semi),
+                **_deepsad_contribution(result.model, setup),
                 **_estimate_columns(result, setup.truth_pool),
                 "wrong_labels": int(wrong.sum()),
                 "audit_precision_at_5": _audit_precision(result, setup.X_pool, semi, wrong) if label_noise else np.nan,
@@ -199,13 +205,15 @@ def simulate(
                 "stop_hint": int(result.stop.stop),
                 **(answered_parts if round_number else {}),
                 "explore_level": result.exploration.level,
+                **(on_round(name, result, semi) if on_round else {}),
             }
             rows.append(row)
             log(
                 f"seed {seed} {name:15s} round {round_number:2d}: labels {row['n_labels']:3d}, "
                 f"anomalies found {found:3d}, test AUC {row['test_auc']:.3f}"
             )
-    return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+    extra = [key for row in rows for key in row if key not in CURVE_COLUMNS]
+    return pd.DataFrame(rows, columns=CURVE_COLUMNS + list(dict.fromkeys(extra)))
 
 
 def _part_columns(cards, given: np.ndarray) -> dict[str, float]:
@@ -265,6 +273,20 @@ def _iforest_auc(setup: SimulationSetup, seed: int) -> float:
     """The zero-label peer: scikit-learn's IsolationForest, 100 trees, on the pool."""
     forest = ForestMember.fit(_flat(setup.X_pool), n_estimators=100, seed=seed)
     return float(roc_auc_score(setup.truth_test, forest.raw(setup.X_test)))
+
+
+def _deepsad_contribution(model, setup: SimulationSetup) -> dict[str, float]:
+    """Test AUC of the Deep SAD member alone and of the fused score without it (NaN where it is the
+    only weighted member); a lone Deep SAD is its own member and has no ensemble to leave."""
+    if not hasattr(model, "member_scores"):
+        return {"deepsad_auc": roc_auc_score(setup.truth_test, model.decision_function(setup.X_test)),
+                "without_deepsad_auc": float("nan")}  # fmt: skip
+    z = model.member_scores(setup.X_test)
+    others = {name: w for name, w in model.weights_.items() if name != "deepsad"}
+    return {
+        "deepsad_auc": roc_auc_score(setup.truth_test, z["deepsad"]),
+        "without_deepsad_auc": roc_auc_score(setup.truth_test, fuse(z, others)) if others else float("nan"),
+    }
 
 
 def _supervised_auc(setup: SimulationSetup, semi: np.ndarray) -> float:
