@@ -45,7 +45,7 @@ def run_one(name: str, path: str, seed: int, budget: int, batch_size: int) -> pd
     torch.set_num_threads(1)  # one process per core
     from sklearn.metrics import roc_auc_score
 
-    from deepsad_core.loop.projection import neighbour_anomaly_auc, umap_map
+    from deepsad_core.loop.projection import map_labels, neighbour_anomaly_auc, umap_map
     from deepsad_core.loop.settings import RoundConfig
     from deepsad_core.loop.simulate import load_simulation_data, simulate
 
@@ -62,8 +62,8 @@ def run_one(name: str, path: str, seed: int, budget: int, batch_size: int) -> pd
         latents = result.model.embed(setup.X_pool)
         out = {"map_auc": neighbour_anomaly_auc(umap_map(latents).coords, truth), "inputs_map_auc": inputs_map}
         if n_labels:
-            labels = np.select([semi == -1, semi == 1], [1, 0], -1)
-            out["labeled_map_auc"] = neighbour_anomaly_auc(umap_map(latents, labels=labels).coords, truth)
+            labeled = umap_map(latents, labels=map_labels(semi)).coords
+            out["labeled_map_auc"] = neighbour_anomaly_auc(labeled, truth)
         return out
 
     parts = []

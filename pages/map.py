@@ -155,6 +155,7 @@ def main() -> None:
     st.caption(
         f"Round {current.number} · {current.map_method.upper()} layout"
         + (" (UMAP follows when ready)" if current.map_method == "pca" else "")
+        + " · samples you labeled draw their kind together"
         + " · drag a lasso or a box to select, click a point for its details"
     )
     if len(frame) < len(project):

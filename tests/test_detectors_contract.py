@@ -124,6 +124,19 @@ def test_a_trainable_detector_saves_loads_and_exports_what_it_scores(trainable, 
     np.testing.assert_allclose(graph_scores, detector.decision_function(data), rtol=1e-4, atol=1e-6)
 
 
+def test_deep_sads_share_is_its_own_scores_and_the_detector_without_it(trainable):
+    detector, data = trainable
+    alone, without = detector.deepsad_scores(data[:20])
+    assert alone.shape == (20,) and np.isfinite(alone).all()
+    if detector.detector_kind == "deepsad":
+        np.testing.assert_array_equal(alone, detector.decision_function(data[:20]))
+        assert without is None
+    else:  # the member's own view, and the detector's once Deep SAD's weight is gone
+        distances = detector.deepsad_.decision_function(data[:20])
+        np.testing.assert_array_equal(np.argsort(alone), np.argsort(distances))
+        assert without.shape == (20,) and not np.array_equal(without, detector.decision_function(data[:20]))
+
+
 def test_the_next_round_continues_a_copy(trainable, table):
     detector, data = trainable
     before = detector.decision_function(data)

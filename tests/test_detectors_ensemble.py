@@ -57,6 +57,36 @@ def test_labels_bring_in_the_supervised_member_and_weights_from_the_labels(blobs
     assert np.isnan(np.delete(model.deepsad_prequential_, idx)).all()
 
 
+def test_with_labels_deep_sad_learns_them_and_the_other_members_top_unlabeled_as_anomalies(blobs, monkeypatch):
+    X, truth = blobs
+    model = small(pseudo_anomaly_share=0.1).fit(X)
+    # the round's threshold flags a fifth of the samples: the share Deep SAD takes as anomalies next
+    model.threshold_ = float(np.quantile(model.decision_scores_, 0.8))
+    rng = np.random.default_rng(0)
+    idx = np.r_[rng.choice(np.flatnonzero(truth == 1), 4, replace=False), rng.choice(300, 12, replace=False)]
+    semi = labels_for(truth, idx)
+    given = {}
+    fit = DeepSAD.fit
+
+    def spy(self, X, semi_targets=None, **kw):
+        given["targets"] = np.asarray(semi_targets).copy()
+        return fit(self, X, semi_targets, **kw)
+
+    monkeypatch.setattr(DeepSAD, "fit", spy)
+    model.fit(X, semi, warm_start=True, epochs=1)
+    targets = given["targets"]
+    np.testing.assert_array_equal(targets[idx], semi[idx])  # the expert's labels, as given
+    # the top fifth of the other members' label-weighted mean are anomalies (-1) where the expert said nothing
+    z, weights = model.member_scores_, label_weights(model.label_auc_, model.weight_power)
+    others = {name: w for name, w in weights.items() if name != "deepsad"}
+    teacher = sum(w * z[name] for name, w in others.items()) / sum(others.values())
+    top = teacher >= np.quantile(teacher, 0.8)
+    pseudo = (targets == -1) & (semi == 0)
+    np.testing.assert_array_equal(pseudo, top & (semi == 0))
+    assert set(np.unique(targets[semi == 0])) == {-1, 0} and pseudo.sum() >= 0.2 * len(X) - len(idx)
+    assert roc_auc_score(truth[semi == 0], pseudo[semi == 0]) > 0.8  # the blobs' anomalies, mostly
+
+
 def test_labels_that_no_member_ranks_above_chance_leave_the_prior(blobs):
     X, _ = blobs
     model = small().fit(X)

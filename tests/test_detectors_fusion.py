@@ -1,8 +1,17 @@
 """The fusion of the members' scores: scales, label weights, and a bounded score that keeps the ranking."""
 
 import numpy as np
+import pytest
 
-from deepsad_core.detectors.fusion import bounded, fuse, label_weights, labeled_auc, robust_scale
+from deepsad_core.detectors.fusion import (
+    bounded,
+    fuse,
+    fusion_weights,
+    label_weights,
+    labeled_auc,
+    robust_scale,
+    teacher_scores,
+)
 
 
 def test_fusion_weighs_members_by_their_label_auc():
@@ -37,3 +46,23 @@ def test_scores_are_bounded_and_ranked_as_the_weighted_mean():
     assert np.all(np.diff(scores) > 0)  # strictly increasing: the ranking of the mean is kept
     assert scores.min() >= np.exp(-10) and scores.max() <= np.exp(10)
     np.testing.assert_allclose(np.log(scores[3:6]), mean[3:6], rtol=0.03)  # log(score) ~ m near thresholds
+
+
+def test_deep_sad_is_taught_by_the_other_members_weighed_by_the_labels():
+    z = {"iforest": np.array([3.0, 0.0, 1.0]), "supervised": np.array([0.0, 3.0, 1.0]), "deepsad": np.full(3, 9.0)}
+    # the labels trust the forest alone: it teaches, Deep SAD's own view never does
+    aucs = {"iforest": 1.0, "supervised": 0.5, "deepsad": 1.0}
+    np.testing.assert_allclose(teacher_scores(z, aucs, 2.0), z["iforest"])
+    aucs = {"iforest": 0.75, "supervised": 1.0, "deepsad": 0.0}  # weights 0.25 and 1
+    np.testing.assert_allclose(teacher_scores(z, aucs, 2.0), (0.25 * z["iforest"] + z["supervised"]) / 1.25)
+    # before the labels rank anyone, the members other than Deep SAD add up
+    np.testing.assert_allclose(teacher_scores(z, {}, 2.0), z["iforest"] + z["supervised"])
+
+
+def test_fusion_weights_come_from_the_labels_once_two_anomalies_are_labeled_else_the_prior():
+    prior = (("iforest", 1.0), ("knn", 0.0), ("deepsad", 0.15))
+    aucs = {"iforest": 0.9, "knn": 0.4, "deepsad": 0.75}
+    two = np.array([-1, -1, 1, 0])
+    assert fusion_weights(aucs, two, 2.0, prior) == pytest.approx({"iforest": 0.64, "deepsad": 0.25})
+    assert fusion_weights(aucs, np.array([-1, 1, 1, 0]), 2.0, prior) == {"iforest": 1.0, "deepsad": 0.15}
+    assert fusion_weights({"iforest": 0.5, "knn": 0.2}, two, 2.0, prior) == {"iforest": 1.0, "deepsad": 0.15}

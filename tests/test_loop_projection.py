@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from deepsad_core.loop.projection import MapConfig, align_to, layout_shift, map_points, pca_map, umap_map
+from deepsad_core.loop.projection import (
+    MapConfig,
+    align_to,
+    layout_shift,
+    map_points,
+    neighbour_anomaly_auc,
+    pca_map,
+    umap_map,
+)
 
 
 @pytest.fixture
@@ -67,3 +75,26 @@ def test_layouts_of_different_points_are_aligned_on_the_points_they_share(latent
     assert layout_shift(previous, second.coords) < 0.3
     flipped = pca_map(latents * -1, previous=np.where(np.isnan(previous), np.nan, pca_map(latents).coords))
     assert layout_shift(pca_map(latents).coords, flipped.coords) < 1e-3
+
+
+def test_a_map_that_keeps_anomalies_together_scores_one_and_a_mixed_map_about_a_half():
+    rng = np.random.default_rng(0)
+    truth = np.r_[np.zeros(300, int), np.ones(30, int)]
+    apart = np.vstack([rng.normal(0, 1, (300, 2)), rng.normal(8, 0.5, (30, 2))])
+    assert neighbour_anomaly_auc(apart, truth) == 1.0
+    mixed = rng.normal(0, 1, (330, 2))
+    assert abs(neighbour_anomaly_auc(mixed, truth) - 0.5) < 0.1
+
+
+def test_labels_make_umap_draw_the_experts_anomalies_together():
+    # anomalies that the latents barely set apart: the labeled ones pull their kind together
+    rng = np.random.default_rng(0)
+    truth = np.r_[np.zeros(300, int), np.ones(40, int)]
+    latents = np.vstack([rng.normal(0, 1, (300, 8)), rng.normal(0.5, 1, (40, 8))]).astype(np.float32)
+    labels = np.full(len(truth), -1)
+    known = np.r_[rng.choice(300, 30, replace=False), 300 + rng.choice(40, 20, replace=False)]
+    labels[known] = truth[known]
+    plain = umap_map(latents).coords[known]
+    guided = umap_map(latents, labels=labels).coords[known]
+    # among the labeled points, a point's nearest labeled neighbours share its kind more often
+    assert neighbour_anomaly_auc(guided, truth[known], k=5) > neighbour_anomaly_auc(plain, truth[known], k=5) + 0.05

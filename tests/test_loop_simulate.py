@@ -42,6 +42,8 @@ def test_curves_have_one_row_per_round_and_the_oracle_finds_anomalies(npz):
         assert part["n_labels"].tolist() == [0, 10, 20]
         assert part["anomalies_found"].is_monotonic_increasing
         assert part["test_auc"].between(0, 1).all()
+    # the ensemble's Deep SAD member alone and the ensemble without it, on the same test split
+    assert curves["deepsad_auc"].between(0, 1).all() and curves["without_deepsad_auc"].between(0, 1).all()
     top = curves[curves.strategy == "most_anomalous"]["anomalies_found"].iloc[-1]
     expected_at_random = 20 * setup.truth_pool.mean()  # about 1.8 of 20
     assert top >= 3 * expected_at_random  # the blobs' anomalies score highest
@@ -79,7 +81,9 @@ def test_the_expert_answers_the_first_cards_of_the_apps_queue_and_the_curves_jud
     monkeypatch.setattr(simulate_module, "run_round", recording)
     setup = load_simulation_data(npz, seed=0)
     config = RoundConfig(first_ae_epochs=2, first_epochs=3, epochs_per_round=2, batch_size=64)
-    curves = simulate(setup, ["hybrid"], budget=20, batch_size=10, config=config, seed=0)
+    labels_seen = lambda name, result, semi: {"labels_seen": int((semi != 0).sum())}  # noqa: E731
+    curves = simulate(setup, ["hybrid"], budget=20, batch_size=10, config=config, seed=0, on_round=labels_seen)
+    assert curves["labels_seen"].tolist() == [0, 10, 20]  # a column of the caller's, after the curve's own
     assert [len(q) for q in queues[:-1]] == [config.queue_size] * 2  # the app's queue of 20
     answered = {p.index for q in queues[:-1] for p in q[:10]}  # its first ten cards, in page order
     assert curves["n_labels"].tolist() == [0, 10, 20] and len(answered) == 20

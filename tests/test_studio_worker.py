@@ -1,6 +1,7 @@
 """Rounds run by the worker: persisted, warm-started, cancellable, and failing without harm."""
 
 import time
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -26,9 +27,13 @@ def project(tmp_path, blobs) -> Project:
 
 
 class PCAMaps:
-    """Stands in for the map service: UMAP's first compile takes a minute (tested in test_studio_maps)."""
+    """Stands in for the map service: UMAP's first compile takes a minute (tested in test_studio_maps).
+    Keeps the labels each map was told."""
 
-    def umap_map(self, latents, previous=None):
+    told: ClassVar[list[np.ndarray]] = []
+
+    def umap_map(self, latents, previous=None, config=None, labels=None):
+        PCAMaps.told.append(labels)
         return worker_module.pca_map(latents)
 
 
@@ -58,9 +63,15 @@ def test_later_rounds_warm_start_from_the_previous_model_and_use_the_labels(proj
     picked = [q["index"] for q in first.queue]
     project.label(picked[:3], "anomalous", round_number=0)
     project.label(picked[3:6], "normal", round_number=0)
+    PCAMaps.told.clear()
     worker.run(FAST)
+    worker.wait_for_map()
     second = project.current_round()
     assert second.number == 1 and second.n_labels == 6
+    # the map is told the labels: 1 anomalous, 0 normal, -1 the rest (every sample is shown here)
+    told = PCAMaps.told[-1]
+    assert told[picked[:3]].tolist() == [1] * 3 and told[picked[3:6]].tolist() == [0] * 3
+    assert (np.delete(told, picked[:6]) == -1).all()
     m0, m1 = load_model(first.path / "model"), load_model(second.path / "model")
     np.testing.assert_array_equal(m0.center_, m1.center_)  # c kept
     np.testing.assert_array_equal(

@@ -66,6 +66,11 @@ class TrainableDetector(AnomalyDetector, Protocol):
         callback: ProgressCallback | None = None,
     ) -> Self: ...
 
+    def deepsad_scores(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Deep SAD's own scores of ``X`` and the detector's scores without Deep SAD (``None`` where Deep SAD
+        is all there is): what the benchmarks measure Deep SAD's share by."""
+        ...
+
     def held_out_scores(self) -> np.ndarray:
         """The last fit's scores of its data, each labeled sample as a view that had not seen its label
         scores it (where the detector keeps one): what estimates over the pool may trust."""

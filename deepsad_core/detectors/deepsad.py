@@ -322,6 +322,10 @@ class DeepSAD(BaseEstimator):
         self._check_fitted()
         return self.decision_scores_
 
+    def deepsad_scores(self, X: Any) -> tuple[np.ndarray, None]:
+        """Its own scores of ``X``, and ``None``: there is nothing here without Deep SAD."""
+        return self.decision_function(X), None
+
     def for_next_round(self, *, lr: float, eta: float, max_train_samples: int | None) -> DeepSAD:
         """A copy to warm-start with a later round's settings; this model is not changed."""
         self._check_fitted()

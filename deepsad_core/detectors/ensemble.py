@@ -1,24 +1,14 @@
-"""The detector a round produces: Deep SAD fused with a zero-label prior and a supervised member.
+"""The detector a round produces: Deep SAD fused with label-free members and a supervised member.
 
-Four members score every sample, each on its own scale:
-
-- ``iforest`` and ``knn`` (:mod:`deepsad_core.detectors.members`): an IsolationForest and the mean
-  squared distance to the nearest rows of a small reference sample, without labels;
-- ``deepsad``: ``log ||phi(x) - c||^2`` of a Deep SAD network; without labels it trains as Deep SAD on
-  pseudo-labels (the prior's top ``pseudo_anomaly_share`` taken as anomalies), with labels on the
-  labels alone;
-- ``supervised`` (:mod:`deepsad_core.detectors.supervised`): a class-balanced logistic regression on
-  the labeled samples (with fewer than two labeled normals: labeled anomalies against the unlabeled).
-
-Each member's score is standardised by the median and interquartile range of its scores on the
-training data (``z``). Without enough labels the fused score is the ``prior_weights`` mean of the
-``z``; with them, each member weighs ``(2 (AUC - 0.5))^weight_power``, its ROC-AUC over the labeled
-samples (out of fold for the supervised member; for Deep SAD, which trains on the labels, from
-its scores before each label was given), so members that the labels contradict drop out
-(:mod:`deepsad_core.detectors.fusion`). The score is ``exp(10 tanh(m / 10))`` of that weighted mean
-``m``: positive, bounded in [e^-10, e^10], and increasing in ``m``; near the usual thresholds
-(|m| < 3) its log is ``m`` within 3 %. Truth never enters; only the expert's labels do.
-``docs/design.md`` gives the measurements behind the defaults.
+Members: ``iforest`` and ``knn`` (:mod:`deepsad_core.detectors.members`), label-free; ``deepsad``,
+``log ||phi(x) - c||^2`` of a Deep SAD network trained on the expert's labels and on pseudo-labels
+(the top share of what the other members say together, as anomalies, where the expert said nothing);
+``supervised`` (:mod:`deepsad_core.detectors.supervised`), a class-balanced logistic regression on
+the labels. Each member's score is standardised by its median and IQR on the training data (``z``);
+the fused score is ``exp(10 tanh(m / 10))`` of the weighted mean ``m`` of the ``z``: the prior
+weights before labels, then ``(2 (AUC - 0.5))^weight_power`` from each member's ROC-AUC over the
+labels, held out where a member learned them (:mod:`deepsad_core.detectors.fusion`). Truth never
+enters; only the expert's labels do. ``docs/design.md`` gives the measurements behind the defaults.
 """
 
 from __future__ import annotations
@@ -36,7 +26,15 @@ from sklearn.base import BaseEstimator, clone
 from deepsad_core.base.labels import training_rows
 from deepsad_core.base.threshold import contamination_threshold, flag
 from deepsad_core.detectors.deepsad import DeepSAD, _baseline
-from deepsad_core.detectors.fusion import MEMBERS, fuse, label_weights, labeled_auc, robust_scale, standardise
+from deepsad_core.detectors.fusion import (
+    MEMBERS,
+    fuse,
+    fusion_weights,
+    labeled_auc,
+    robust_scale,
+    standardise,
+    teacher_scores,
+)
 from deepsad_core.detectors.knn import same_rows
 from deepsad_core.detectors.members import LOG_EPS, DeepSADMember, ForestMember, KNNMember, SupervisedMember
 from deepsad_core.detectors.saved import load_ensemble, save_ensemble
@@ -77,14 +75,14 @@ class DeepSADEnsemble(BaseEstimator):
         each fit, stratified by the last scores (:func:`~deepsad_core.base.labels.training_rows`); every
         sample is still scored. ``None`` trains on all of ``X``.
     max_reference : int, default 256
-        Reference rows of the kNN member (a random sample of the training data beyond that). A
-        subsample ranks anomalies better than every row (mean label-free AUC over the 13 ODDS tables
-        0.825 against 0.798 with 4,096) and keeps each row's score to 256 distances.
+        Reference rows of the kNN member (a random sample of the training data beyond that; why:
+        docs/design.md).
     prior_weights : sequence of (member, weight), default iforest 1, knn 0.15, deepsad 0.15
         The fusion before there are two labels of each kind.
     pseudo_anomaly_share : float, default 0.1
-        Without labels, the share of the training data the IsolationForest and kNN members rank
-        highest that Deep SAD trains on as anomalies; 0 trains plain Deep SVDD.
+        At a fresh fit, the share of the training data that the other members rank highest and Deep
+        SAD trains on as anomalies where the expert said nothing (continuing on the same data: the
+        share the last fit flags); 0 trains plain Deep SVDD and Deep SAD on the labels alone.
     weight_power : float, default 2
         Sharpness of the label-based weights ``(2 (AUC - 0.5))^weight_power``.
     supervised_C : float, default 10.0
@@ -236,15 +234,25 @@ class DeepSADEnsemble(BaseEstimator):
             raw = {"iforest": forest.raw(X), "knn": knn.raw(X, own_rows)}
             scales = {name: robust_scale(raw[name]) for name in raw} if not warm_start else dict(self.scales_)
             z = {name: standardise(raw[name], scales[name]) for name in raw}
-        # the expert's labels, once there are any, replace the pseudo-labels
-        train_targets = (
-            semi if (semi != 0).any() else pseudo_targets(z["iforest"] + z["knn"], self.pseudo_anomaly_share)
-        )
-        # Deep SAD trains on the labels, so its AUC over them says little; what counts is how it ranked
-        # each label before it saw it: keep its score of every sample at the fit before the sample's label
+        # the labels, or with fewer than two labeled normals, labeled anomalies against unlabeled rows
+        ranking = ranking_targets(semi, self.seed)
+        aucs = {name: labeled_auc(z[name], ranking) for name in ("iforest", "knn")}
+        supervised = fit_supervised_member(flat, ranking, self.supervised_C, self.seed)
+        if supervised is not None:
+            z["supervised"], scales["supervised"], aucs["supervised"] = supervised.z, supervised.scale, supervised.auc
+        # Deep SAD's AUC over labels it learned says little: rank it by its scores before each label
         prequential = prequential_scores(
             semi, *((self.deepsad_prequential_, self.member_scores_["deepsad"]) if same_data else (None, None))
         )
+        seen = np.isfinite(prequential) & (semi != 0)
+        aucs["deepsad"] = labeled_auc(np.where(seen, prequential, 0.0), np.where(seen, semi, 0))
+        # Deep SAD learns the labels and, among the unlabeled, takes the top share of what the other
+        # members say together as anomalies (latent outlier exposure): a few labels alone barely move it
+        teacher = teacher_scores(z, aucs, self.weight_power)
+        share = self.pseudo_anomaly_share
+        if warm_start and same_data and share:  # the share the last fit flags: in the loop, the round's estimate
+            share = float(np.clip(np.mean(flag(self.decision_scores_, self.threshold_)), 0.01, 0.3))
+        train_targets = np.where(semi != 0, semi, pseudo_targets(teacher, share))
         X_train, train_targets = (X[rows], train_targets[rows]) if capped else (X, train_targets)
         if warm_start:
             # continue with the template's current training settings (a later round's lr, eta)
@@ -257,22 +265,9 @@ class DeepSADEnsemble(BaseEstimator):
         deepsad_raw = np.log(distances + LOG_EPS)
         scales["deepsad"] = robust_scale(deepsad_raw)
         z["deepsad"] = standardise(deepsad_raw, scales["deepsad"])
-
-        # what the members are ranked on: the labels, or, with fewer than two labeled normals, the labeled
-        # anomalies against (a sample of) the unlabeled data, which is mostly normal
-        ranking = ranking_targets(semi, self.seed)
-        aucs = {name: labeled_auc(z[name], ranking) for name in ("iforest", "knn")}
-        seen = np.isfinite(prequential) & (semi != 0)
-        aucs["deepsad"] = labeled_auc(np.where(seen, prequential, 0.0), np.where(seen, semi, 0))
         if aucs["deepsad"] is None:  # no label it was scored on before seeing it: only its (optimistic) own view
             aucs["deepsad"] = labeled_auc(z["deepsad"], ranking)
-        supervised = fit_supervised_member(flat, ranking, self.supervised_C, self.seed)
-        if supervised is not None:
-            z["supervised"], scales["supervised"], aucs["supervised"] = supervised.z, supervised.scale, supervised.auc
-        weights = label_weights(aucs, self.weight_power) if (semi == -1).sum() >= 2 else {}
-        if not sum(weights.values()):  # too few labels, or the labels trust no member
-            weights = {name: float(w) for name, w in self.prior_weights if w > 0}
-        weights = {name: w for name, w in weights.items() if w > 0}
+        weights = fusion_weights(aucs, semi, self.weight_power, self.prior_weights)
         scores = fuse(z, weights)  # a fit always scores on the bounded scale, whatever the model it continues
         held_out = dict(z)  # each labeled sample as the members that had not seen its label score it
         held_out["deepsad"] = np.where(seen, prequential, z["deepsad"])
@@ -315,6 +310,12 @@ class DeepSADEnsemble(BaseEstimator):
         self._check_fitted()
         X = self.deepsad_._validate_X(X, reset=False)
         return attributions(self.decision_function, X, _baseline(self.deepsad_, baseline))
+
+    def deepsad_scores(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """The Deep SAD member's ``z`` of ``X``; the others' fused score at their weights (or None)."""
+        z = self.member_scores(X)
+        others = {name: w for name, w in self.weights_.items() if name != "deepsad"}
+        return z["deepsad"], fuse(z, others, self.fusion_) if others else None
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Same as :meth:`decision_function` (PyOD's name)."""

@@ -8,11 +8,24 @@ scores becomes the score ``exp(10 tanh(m / 10))`` (:func:`bounded`, :func:`fuse`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["MEMBERS", "SCORE_BOUND", "bounded", "fuse", "label_weights", "labeled_auc", "robust_scale", "standardise"]
+__all__ = [
+    "MEMBERS",
+    "SCORE_BOUND",
+    "bounded",
+    "fuse",
+    "fusion_weights",
+    "label_weights",
+    "labeled_auc",
+    "robust_scale",
+    "standardise",
+    "teacher_scores",
+]
 
 MEMBERS = ("iforest", "knn", "deepsad", "supervised")  # the ensemble's members, in the order they are fused
 SCORE_BOUND = 10.0  # the score lies in [e^-SCORE_BOUND, e^SCORE_BOUND]
@@ -50,6 +63,26 @@ def labeled_auc(scores: np.ndarray, semi_targets: np.ndarray) -> float | None:
 def label_weights(aucs: dict[str, float | None], power: float) -> dict[str, float]:
     """``(2 (AUC - 0.5))^power`` per member with an AUC; 0 for members the labels rank no better than chance."""
     return {name: (2 * max(auc - 0.5, 0.0)) ** power for name, auc in aucs.items() if auc is not None}
+
+
+def fusion_weights(
+    aucs: dict[str, float | None], semi_targets: np.ndarray, power: float, prior: Sequence[tuple[str, float]]
+) -> dict[str, float]:
+    """The members' weights: :func:`label_weights` once two anomalies are labeled, else (or where the
+    labels trust no member) the ``prior`` weights; members of weight 0 left out."""
+    weights = label_weights(aucs, power) if (semi_targets == -1).sum() >= 2 else {}
+    if not sum(weights.values()):
+        weights = {name: float(w) for name, w in prior if w > 0}
+    return {name: w for name, w in weights.items() if w > 0}
+
+
+def teacher_scores(z: dict[str, np.ndarray], aucs: dict[str, float | None], power: float) -> np.ndarray:
+    """What the members other than Deep SAD say together, to teach it: their :func:`label_weights` mean
+    ``z``, or, before the labels rank any of them, the sum of their ``z``."""
+    weights = label_weights({name: auc for name, auc in aucs.items() if name != "deepsad"}, power)
+    if sum(weights.values()) > 0:
+        return sum(w * z[name] for name, w in weights.items()) / sum(weights.values())
+    return sum(z[name] for name in z if name != "deepsad")
 
 
 def bounded(mean: np.ndarray | torch.Tensor, fusion: str = "bounded") -> np.ndarray | torch.Tensor:

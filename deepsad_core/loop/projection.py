@@ -28,6 +28,7 @@ __all__ = [
     "MapConfig",
     "align_to",
     "layout_shift",
+    "map_labels",
     "map_points",
     "neighbour_anomaly_auc",
     "pca_map",
@@ -139,6 +140,12 @@ def umap_map(
     if previous is not None and len(previous) == n:
         coords = align_to(coords, previous)
     return LatentMap(coords, "umap", time.perf_counter() - start)
+
+
+def map_labels(semi_targets: np.ndarray) -> np.ndarray:
+    """What a map is told of each sample: 1 labeled anomaly, 0 labeled normal, -1 not labeled."""
+    semi = np.asarray(semi_targets)
+    return np.select([semi == -1, semi == 1], [1, 0], -1)
 
 
 def neighbour_anomaly_auc(coords: np.ndarray, truth: np.ndarray, k: int = 10) -> float:

@@ -24,7 +24,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from deepsad_core.base.threshold import flag
 from deepsad_core.data import load_dataset
 from deepsad_core.data.protocols import scale_like_paper, semisupervised_training_set, split_train_test
-from deepsad_core.detectors.fusion import fuse
 from deepsad_core.detectors.members import ForestMember
 from deepsad_core.detectors.supervised import fit_logistic
 from deepsad_core.exceptions import DataError
@@ -276,16 +275,12 @@ def _iforest_auc(setup: SimulationSetup, seed: int) -> float:
 
 
 def _deepsad_contribution(model, setup: SimulationSetup) -> dict[str, float]:
-    """Test AUC of the Deep SAD member alone and of the fused score without it (NaN where it is the
-    only weighted member); a lone Deep SAD is its own member and has no ensemble to leave."""
-    if not hasattr(model, "member_scores"):
-        return {"deepsad_auc": roc_auc_score(setup.truth_test, model.decision_function(setup.X_test)),
-                "without_deepsad_auc": float("nan")}  # fmt: skip
-    z = model.member_scores(setup.X_test)
-    others = {name: w for name, w in model.weights_.items() if name != "deepsad"}
+    """Test AUC of Deep SAD alone (the ensemble's member) and of the detector without it (NaN where
+    Deep SAD is all there is)."""
+    alone, without = model.deepsad_scores(setup.X_test)
     return {
-        "deepsad_auc": roc_auc_score(setup.truth_test, z["deepsad"]),
-        "without_deepsad_auc": roc_auc_score(setup.truth_test, fuse(z, others)) if others else float("nan"),
+        "deepsad_auc": roc_auc_score(setup.truth_test, alone),
+        "without_deepsad_auc": roc_auc_score(setup.truth_test, without) if without is not None else float("nan"),
     }
 
 

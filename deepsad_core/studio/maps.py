@@ -103,10 +103,14 @@ class MapService:
         return self.submit(warm_up)
 
     def umap_map(
-        self, latents: np.ndarray, previous: np.ndarray | None = None, config: MapConfig | None = None
+        self,
+        latents: np.ndarray,
+        previous: np.ndarray | None = None,
+        config: MapConfig | None = None,
+        labels: np.ndarray | None = None,
     ) -> LatentMap:
         """:func:`deepsad_core.loop.projection.umap_map`, drawn in the child."""
-        return self.run(umap_map, latents, previous, config)
+        return self.run(umap_map, latents, previous, config, labels)
 
     def stop(self) -> None:
         """End the child now (a running job fails); the next job starts a new one."""

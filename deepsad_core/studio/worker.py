@@ -22,7 +22,7 @@ import numpy as np
 from deepsad_core.base.atomic import atomic_file
 from deepsad_core.detectors.contract import load_model
 from deepsad_core.exceptions import RoundBusyError, TrainingCancelled
-from deepsad_core.loop.projection import layout_shift, map_points, pca_map
+from deepsad_core.loop.projection import layout_shift, map_labels, map_points, pca_map
 from deepsad_core.loop.round import PreviousRound, RoundResult, run_round
 from deepsad_core.loop.settings import RoundConfig
 from deepsad_core.model.training import Progress
@@ -173,7 +173,7 @@ class RoundWorker:
         # the map is drawn in its own thread: the next round may start meanwhile (maps run one at a time)
         self._map_thread = threading.Thread(
             target=self._add_umap,
-            args=(number, shown, result.latents[shown], previous),
+            args=(number, shown, result.latents[shown], map_labels(semi[shown]), previous),
             name="deepsad-map",
             daemon=True,
         )
@@ -296,16 +296,17 @@ class RoundWorker:
         if self._map_thread is not None:
             self._map_thread.join(timeout)
 
-    def _add_umap(self, number: int, shown: np.ndarray, latents: np.ndarray, previous) -> None:
-        """The UMAP layout of the samples ``shown``, started from the previous one; written beside the
-        round atomically."""
+    def _add_umap(self, number: int, shown: np.ndarray, latents: np.ndarray, labels: np.ndarray, previous) -> None:
+        """The UMAP layout of the samples ``shown``, started from the previous one and told the expert's
+        labels (UMAP's semi-supervised mode: over the tables the map then separates anomalies better
+        than a map of the inputs, docs/design.md); written beside the round atomically."""
         with self._map_lock:
-            self._draw_umap(number, shown, latents, previous)
+            self._draw_umap(number, shown, latents, labels, previous)
 
-    def _draw_umap(self, number: int, shown: np.ndarray, latents: np.ndarray, previous) -> None:
+    def _draw_umap(self, number: int, shown: np.ndarray, latents: np.ndarray, labels: np.ndarray, previous) -> None:
         try:
             before = previous.map_coords_for(shown) if previous is not None else None
-            umap = default_service().umap_map(latents, before)
+            umap = default_service().umap_map(latents, before, None, labels)
             folder = self.project.round_path(number)
             with atomic_file(folder / "map_umap.npy") as tmp, open(tmp, "wb") as f:
                 np.save(f, umap.coords)
