@@ -59,7 +59,7 @@ def run_one(name: str, path: str, seed: int, budget: int, batch_size: int) -> pd
         n_labels = int((semi != 0).sum())
         if strategy != "hybrid" or n_labels not in MAP_LABELS:
             return {}
-        latents = result.model.embed(setup.X_pool)
+        latents = result.latents  # the round embedded the pool already
         out = {"map_auc": neighbour_anomaly_auc(umap_map(latents).coords, truth), "inputs_map_auc": inputs_map}
         if n_labels:
             labeled = umap_map(latents, labels=map_labels(semi)).coords
