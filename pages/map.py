@@ -155,7 +155,11 @@ def main() -> None:
     st.caption(
         f"Round {current.number} · {current.map_method.upper()} layout"
         + (" (UMAP follows when ready)" if current.map_method == "pca" else "")
-        + " · samples you labeled draw their kind together"
+        + (
+            " · samples you labeled draw their kind together"
+            if current.map_method == "umap" and current.n_labels
+            else ""
+        )
         + " · drag a lasso or a box to select, click a point for its details"
     )
     if len(frame) < len(project):

@@ -16,6 +16,7 @@ def test_every_sample_is_drawn_with_its_score_on_hover(sample_project):
     assert all("score " in text for text in trace["hovertext"])
     method = sample_project.current_round().map_method  # PCA until the UMAP map is drawn
     assert f"{method.upper()} layout" in at.caption[0].value
+    assert "draw their kind together" not in at.caption[0].value  # round 0 had no labels to tell the map
 
 
 def test_colour_by_truth_draws_one_trace_per_kind_in_the_labels_words(sample_project):

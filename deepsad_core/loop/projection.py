@@ -132,7 +132,9 @@ def umap_map(
         n_jobs=1,  # with random_state umap runs single-threaded anyway; say so and skip its warning
     )
     coords = np.empty((n, 2), dtype=np.float32)
-    target = None if labels is None or not (np.asarray(labels)[fit_idx] >= 0).any() else np.asarray(labels)[fit_idx]
+    target = None if labels is None else np.asarray(labels)[fit_idx]
+    if target is not None and not (target >= 0).any():  # nothing labeled: plain UMAP
+        target = None
     coords[fit_idx] = reducer.fit_transform(x[fit_idx], y=target)
     rest = np.setdiff1d(np.arange(n), fit_idx)
     if len(rest):

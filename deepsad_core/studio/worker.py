@@ -298,8 +298,8 @@ class RoundWorker:
 
     def _add_umap(self, number: int, shown: np.ndarray, latents: np.ndarray, labels: np.ndarray, previous) -> None:
         """The UMAP layout of the samples ``shown``, started from the previous one and told the expert's
-        labels (UMAP's semi-supervised mode: over the tables the map then separates anomalies better
-        than a map of the inputs, docs/design.md); written beside the round atomically."""
+        labels (UMAP's semi-supervised mode: on average over the tables the map then separates
+        anomalies better than a map of the inputs, docs/design.md); written beside the round atomically."""
         with self._map_lock:
             self._draw_umap(number, shown, latents, labels, previous)
 
